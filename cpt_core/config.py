@@ -1,0 +1,120 @@
+"""One run config, composed from the configs each module owns.
+
+``RunConfig`` is loaded from a YAML recipe (``configs/*.yaml``), optionally overridden per field with
+dotted keys (``train.lr=3e-4``), and is the very model the Prefect flows take as their parameter, so a
+``prefect deployment run --param`` is validated the same way. Every model forbids unknown keys: a misspelt
+key or a bad value fails before any work, with the file and the dotted field path in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cpt_core.base_model import BaseModelConfig
+from cpt_core.crawl import CrawlConfig
+from cpt_core.curate import CurateConfig
+from cpt_core.demo_site import DemoSiteConfig
+from cpt_core.evaluate import EvalConfig
+from cpt_core.extract import ExtractConfig
+from cpt_core.packing import TokenizeConfig
+from cpt_core.registry import PromoteConfig
+from cpt_core.training import TrainConfig
+
+
+class IngestConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    crawl: CrawlConfig = Field(default_factory=CrawlConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+
+
+class RunConfig(BaseModel):
+    """Everything one knowledge-refresh run needs."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("cpt", pattern=r"^[A-Za-z0-9_.-]+$")
+    root: str = Field("cptflow-data", description="folder holding runs/ and state/")
+    run_id: str | None = Field(None, description="resume this run; default: a new UTC timestamp")
+    knowledge_graph: str | None = Field(
+        None, description="JSONL of dated facts, for synthetic QA lines and the fact probe"
+    )
+    demo_site: DemoSiteConfig = Field(default_factory=DemoSiteConfig)
+    base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
+
+    def with_run_id(self) -> RunConfig:
+        """A copy whose ``run_id`` is set (a new timestamp when it was not)."""
+        if self.run_id:
+            return self
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        return self.model_copy(update={"run_id": f"{self.name}-{stamp}"})
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the field."""
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config in {source}:"]
+    for item in err.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown field (misspelt?)"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {field}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like field.path=value")
+    key, raw = text.split("=", 1)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError(f"override {text!r}: {key!r} is not a dotted field path")
+    return key.split("."), yaml.safe_load(raw) if raw != "" else None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def validate_config(data: dict, source: str = "<parameters>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe, apply ``field.path=value`` overrides, validate."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    data = apply_overrides(data, overrides or [])
+    return validate_config(data, str(path))
