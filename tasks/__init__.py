@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over cpt_core stages adding retries, progress artifacts, logs and reports."""

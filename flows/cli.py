@@ -1,0 +1,168 @@
+"""The ``cptflow`` command: run the whole flow, or one stage over a folder, outside Prefect's scheduler.
+
+    cptflow run configs/demo.yaml                      # the knowledge-refresh flow, end to end
+    cptflow run configs/demo.yaml --set train.lr=3e-4  # any field, dotted
+    cptflow run configs/demo.yaml --run-id demo-1      # resume (or no-op rerun of) a given run
+    cptflow stage quality --config C --input DOCS --output OUT   # one stage over datatrove JSONL
+    cptflow validate configs/korean_7b.yaml            # check a recipe without running it
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from cpt_core.config import ConfigError, RunConfig, load_config
+
+# Offline-friendly defaults for Prefect's embedded server; users' explicit settings win.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continued pre-training, end to end.")
+
+
+class Stage(str, Enum):
+    crawl = "crawl"
+    extract = "extract"
+    language = "language"
+    quality = "quality"
+    exact_dedup = "exact_dedup"
+    near_dedup = "near_dedup"
+    tokenize = "tokenize"
+    train = "train"
+    evaluate = "evaluate"
+
+
+def _load(config: Path, overrides: list[str] | None, run_id: str | None = None) -> RunConfig:
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+    if run_id:
+        cfg = cfg.model_copy(update={"run_id": run_id})
+    return cfg
+
+
+SET_HELP = "override a field: --set train.lr=3e-4 (repeatable)"
+
+
+@app.command()
+def validate(config: Path, set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+    """Check a config: unknown keys and bad values are reported with the file and the field."""
+    cfg = _load(config, set_)
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+@app.command()
+def run(
+    config: Path,
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    run_id: Optional[str] = typer.Option(None, help="resume this run id (a finished run does no work)"),
+    fresh: bool = typer.Option(False, help="delete the root's runs/ and state/ first (demo convenience)"),
+) -> None:
+    """Run the knowledge-refresh flow end to end and print where its report is."""
+    cfg = _load(config, set_, run_id)
+    if fresh:
+        for sub in ("runs", "state"):
+            shutil.rmtree(Path(cfg.root) / sub, ignore_errors=True)
+    from flows.knowledge_refresh import knowledge_refresh
+
+    result = knowledge_refresh(cfg)
+    typer.echo("")
+    typer.echo(f"run:    {result['run_id']}  ({result['run_dir']})")
+    typer.echo(f"model:  {result['model']}  promoted: {result['promoted']}")
+    typer.echo(f"report: {result['report']}")
+
+
+def _documents_input(path: Path, scratch: Path) -> Path:
+    """Stages read ``<input>/documents/``; accept a bare folder of JSONL files too."""
+    if (path / "documents").is_dir():
+        return path
+    if not path.is_dir() or not any(path.glob("*.jsonl*")):
+        typer.echo(f"input {path} holds neither documents/ nor *.jsonl[.gz] files", err=True)
+        raise typer.Exit(2)
+    scratch.mkdir(parents=True, exist_ok=True)
+    link = scratch / "documents"
+    if not link.exists():
+        link.symlink_to(path.resolve(), target_is_directory=True)
+    return scratch
+
+
+@app.command()
+def stage(
+    name: Stage,
+    config: Path = typer.Option(..., help="run config (YAML)"),
+    input: Optional[Path] = typer.Option(None, help="the previous stage's output folder"),
+    output: Path = typer.Option(..., help="this stage's output folder"),
+    model: Optional[Path] = typer.Option(None, help="model/tokenizer folder (tokenize, train, evaluate base)"),
+    heldout: Optional[Path] = typer.Option(None, help="held-out domain JSONL (evaluate)"),
+    state: Optional[Path] = typer.Option(None, help="state folder (frontier, dedup index); default <root>/state"),
+    run_id: str = typer.Option("cli", help="run id under which state entries are kept"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Run one stage over a folder, exactly as the flow would, and print its manifest summary."""
+    from cpt_core.progress import log_progress
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    progress = log_progress(logging.getLogger(f"cptflow.{name.value}"))
+    cfg = _load(config, set_)
+    state = state or Path(cfg.root) / "state"
+    kg = Path(cfg.knowledge_graph) if cfg.knowledge_graph else None
+
+    def need(value, what):
+        if value is None:
+            typer.echo(f"stage {name.value} needs --{what}", err=True)
+            raise typer.Exit(2)
+        return value
+
+    if name is Stage.crawl:
+        from cpt_core.crawl import commit_frontier, load_frontier, run_crawl
+
+        manifest = run_crawl(cfg.ingest.crawl, output, load_frontier(state / "frontier", run_id), progress)
+        commit_frontier(state / "frontier", run_id, output)
+    elif name is Stage.extract:
+        from cpt_core.extract import run_extract
+
+        manifest = run_extract(cfg.ingest.extract, need(input, "input"), output, progress)
+    elif name.value in ("language", "quality", "exact_dedup", "near_dedup"):
+        from cpt_core.curate import run_curate_step
+
+        docs = _documents_input(need(input, "input"), output.with_name(output.name + ".input"))
+        manifest = run_curate_step(name.value, cfg.curate, docs, output, state / "dedup", run_id, progress)
+    elif name is Stage.tokenize:
+        from cpt_core.packing import run_tokenize
+
+        docs = _documents_input(need(input, "input"), output.with_name(output.name + ".input"))
+        manifest = run_tokenize(cfg.tokenize, docs, need(model, "model"), output, kg, progress)
+    elif name is Stage.train:
+        from cpt_core.training import run_train
+
+        manifest = run_train(cfg.train, need(model, "model"), need(input, "input"), output, progress)
+    else:
+        from cpt_core.evaluate import run_evaluate
+
+        manifest = run_evaluate(
+            cfg.evaluate, need(model, "model"), need(input, "input"), need(heldout, "heldout"), kg, output, progress
+        )
+    summary = {k: v for k, v in manifest.get("summary", {}).items() if k != "log_line"}
+    typer.echo(json.dumps({"stage": name.value, "skipped": manifest.get("skipped"), **summary}, indent=2))
+    if manifest.get("summary", {}).get("log_line"):
+        typer.echo(manifest["summary"]["log_line"])
+
+
+def main() -> None:  # pragma: no cover - console entry
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

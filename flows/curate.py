@@ -1,0 +1,22 @@
+"""Curate flow: language ID, quality heuristics, exact and near dedup, one datatrove step after another."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from cpt_core.config import RunConfig
+from cpt_core.curate import STEPS
+from cpt_core.run_layout import RunLayout
+from tasks.stages import commit_dedup_task, curate_step_task
+
+
+@flow(name="curate", log_prints=True)
+def curate_flow(config: RunConfig, layout: RunLayout) -> dict:
+    """Each step reads the previous step's documents/ and writes its own; the dedup index is committed last."""
+    manifests = {}
+    source = layout.extract
+    for step in STEPS:
+        manifests[step] = curate_step_task(step, config.curate, layout, source)
+        source = layout.curate_step(step)
+    commit_dedup_task(layout)
+    return manifests

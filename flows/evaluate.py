@@ -1,0 +1,16 @@
+"""Evaluate flow: base vs trained on domain and general bits-per-byte and lm-eval tasks; then the gate."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from cpt_core.config import RunConfig
+from cpt_core.run_layout import RunLayout
+from tasks.stages import evaluate_task, promote_task
+
+
+@flow(name="evaluate", log_prints=True)
+def evaluate_flow(config: RunConfig, layout: RunLayout, base_dir: str, lineage: dict) -> dict:
+    evaluation = evaluate_task(config.evaluate, layout, base_dir, config.knowledge_graph)
+    decision = promote_task(config.promote, layout, lineage)
+    return {"evaluate": evaluation, "promote": decision}

@@ -1,0 +1,81 @@
+"""The knowledge-refresh flow: sources -> ingest -> curate -> train -> evaluate -> promote -> report.
+
+Every stage writes under ``<root>/runs/<run_id>/`` and ends with a manifest, so running the flow again with
+the same ``run_id`` resumes where it stopped (a finished run does no work), and a scheduled run with a new
+``run_id`` ingests only what is new or changed (crawl frontier), deduplicates against every document accepted
+before (dedup index), and continues from the current champion (model registry).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+
+from cpt_core.base_model import is_probably_instruct
+from cpt_core.config import RunConfig, apply_overrides, validate_config
+from cpt_core.run_layout import RunLayout
+from flows.curate import curate_flow
+from flows.evaluate import evaluate_flow
+from flows.ingest import demo_sources, ingest_flow
+from flows.train import train_flow
+from tasks.reporting import write_run_report
+
+
+@task(name="run-report")
+def run_report_task(layout: RunLayout, stages: dict, start: dict) -> str:
+    notes = []
+    if is_probably_instruct(Path(start["model_dir"])):
+        notes.append(
+            f"The starting checkpoint ({start['source']}) looks like an instruct model: CPT on raw text erodes "
+            "instruction following. Start from a base checkpoint for production runs."
+        )
+    return str(write_run_report(layout, stages, start["source"], notes))
+
+
+@flow(name="knowledge-refresh", log_prints=True)
+def knowledge_refresh(config: RunConfig, overrides: list[str] | None = None) -> dict:
+    """Run every stage of one CPT refresh and return where its report and model are.
+
+    ``overrides`` are dotted ``field=value`` strings applied on top of ``config`` (validated the same way),
+    handy with ``prefect deployment run --param overrides='["train.lr=1e-4"]'``.
+    """
+    if overrides:
+        config = validate_config(apply_overrides(config.model_dump(mode="json"), overrides), "overrides")
+    config = config.with_run_id()
+    layout = RunLayout.create(config.root, config.run_id)
+    logger = get_run_logger()
+    logger.info("run %s under %s", config.run_id, layout.run)
+    with demo_sources(config, layout) as config:
+        ingest = ingest_flow(config, layout)
+    curate = curate_flow(config, layout)
+    train = train_flow(config, layout)
+    lineage = {
+        "parent": train["start"]["parent"],
+        "base_source": train["start"]["source"],
+        "tokens_key": train["tokenize"]["key"],
+        "shards": str(layout.tokens / "train"),
+        "source_urls": str(layout.crawl / "fetch_log.jsonl"),
+        "config": config.model_dump(mode="json"),
+    }
+    evaluation = evaluate_flow(config, layout, train["start"]["model_dir"], lineage)
+    stages = {
+        "crawl": ingest["crawl"],
+        "extract": ingest["extract"],
+        **{f"curate/{k}": v for k, v in curate.items()},
+        "tokenize": train["tokenize"],
+        "train": train["train"],
+        "evaluate": evaluation["evaluate"],
+        "promote": evaluation["promote"],
+    }
+    report = run_report_task(layout, stages, train["start"])
+    promoted = evaluation["promote"]["summary"].get("promote")
+    logger.info("run %s finished: report %s; promoted: %s", config.run_id, report, promoted)
+    return {
+        "run_id": config.run_id,
+        "run_dir": str(layout.run),
+        "report": report,
+        "model": str(layout.model / "final"),
+        "promoted": promoted,
+        "skipped": [name for name, m in stages.items() if m.get("skipped")],
+    }

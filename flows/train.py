@@ -1,0 +1,17 @@
+"""Train flow: resolve the starting checkpoint, tokenize and pack the mix, run CPT in a subprocess."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from cpt_core.config import RunConfig
+from cpt_core.run_layout import RunLayout
+from tasks.stages import base_model_task, tokenize_task, train_task
+
+
+@flow(name="train", log_prints=True)
+def train_flow(config: RunConfig, layout: RunLayout) -> dict:
+    start = base_model_task(config.base_model, layout)
+    tokens = tokenize_task(config.tokenize, layout, start["model_dir"], config.knowledge_graph)
+    train = train_task(config.train, layout, start["model_dir"])
+    return {"start": start, "tokenize": tokens, "train": train}

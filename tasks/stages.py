@@ -1,0 +1,131 @@
+"""One Prefect task per pipeline stage.
+
+Each task calls the cpt_core stage function with paths (never documents or tensors: Prefect hashes and
+pickles task inputs), retries transient failures, reports progress, and publishes the stage's report.
+Resumability is the stage manifests' job (``cpt_core.stage.run_stage``): a retried or rerun task whose
+output is complete returns at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+
+from cpt_core.base_model import BaseModelConfig, resolve_base_model
+from cpt_core.crawl import CrawlConfig, commit_frontier, load_frontier, run_crawl
+from cpt_core.curate import CurateConfig, run_curate_step
+from cpt_core.dedup import commit_dedup_index
+from cpt_core.evaluate import EvalConfig, run_evaluate
+from cpt_core.extract import ExtractConfig, run_extract
+from cpt_core.packing import TokenizeConfig, run_tokenize
+from cpt_core.registry import PromoteConfig, Registry, run_promote
+from cpt_core.run_layout import RunLayout
+from cpt_core.training import TrainConfig, run_train
+from tasks.reporting import PrefectProgress, publish_stage
+
+# Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way
+# each time, so retries stay few and short.
+RETRIES = 2
+RETRY_DELAY_S = 5
+
+
+def _finish(stage: str, layout: RunLayout, manifest: dict) -> dict:
+    publish_stage(stage, layout.run_id, manifest, layout.report)
+    return manifest
+
+
+@task(name="crawl", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def crawl_task(cfg: CrawlConfig, layout: RunLayout) -> dict:
+    frontier = load_frontier(layout.frontier_dir, exclude_run=layout.run_id)
+    manifest = run_crawl(cfg, layout.crawl, frontier, progress=PrefectProgress("crawl", layout.run_id))
+    commit_frontier(layout.frontier_dir, layout.run_id, layout.crawl)
+    return _finish("crawl", layout, manifest)
+
+
+@task(name="extract", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def extract_task(cfg: ExtractConfig, layout: RunLayout) -> dict:
+    manifest = run_extract(cfg, layout.crawl, layout.extract, progress=PrefectProgress("extract", layout.run_id))
+    return _finish("extract", layout, manifest)
+
+
+@task(name="curate-step", task_run_name="curate-{step}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def curate_step_task(step: str, cfg: CurateConfig, layout: RunLayout, input_dir: Path) -> dict:
+    manifest = run_curate_step(
+        step,
+        cfg,
+        input_dir,
+        layout.curate_step(step),
+        layout.dedup_dir,
+        layout.run_id,
+        progress=PrefectProgress(f"curate-{step}", layout.run_id),
+    )
+    return _finish(f"curate/{step}", layout, manifest)
+
+
+@task(name="commit-dedup-index")
+def commit_dedup_task(layout: RunLayout) -> None:
+    """Record this run's accepted documents in the cross-run dedup index (after curation succeeded)."""
+    for kind, step in (("exact", "exact_dedup"), ("near", "near_dedup")):
+        commit_dedup_index(layout.dedup_dir, layout.run_id, layout.curate_step(step), kind)
+
+
+@task(name="resolve-base-model", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
+    """The model this run starts from: the registry's champion, or the configured base checkpoint."""
+    champion = Registry(layout.registry).champion() if cfg.continue_from_champion else None
+    if champion and Path(champion["model_dir"]).exists():
+        return {"model_dir": champion["model_dir"], "parent": champion["run_id"], "source": cfg.source}
+    model_dir = resolve_base_model(cfg, layout.cache, progress=PrefectProgress("base-model", layout.run_id))
+    return {"model_dir": str(model_dir), "parent": cfg.source, "source": cfg.source}
+
+
+@task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, model_dir: str, knowledge_graph: str | None) -> dict:
+    manifest = run_tokenize(
+        cfg,
+        layout.curated,
+        Path(model_dir),
+        layout.tokens,
+        knowledge_graph=Path(knowledge_graph) if knowledge_graph else None,
+        progress=PrefectProgress("tokenize", layout.run_id),
+    )
+    return _finish("tokenize", layout, manifest)
+
+
+# Training runs in its own subprocess with its own timeout (TrainConfig.timeout_s); a retry resumes from
+# the latest checkpoint rather than starting over.
+@task(name="train", retries=1, retry_delay_seconds=RETRY_DELAY_S)
+def train_task(cfg: TrainConfig, layout: RunLayout, model_dir: str) -> dict:
+    manifest = run_train(
+        cfg, Path(model_dir), layout.tokens, layout.model, progress=PrefectProgress("train", layout.run_id)
+    )
+    return _finish("train", layout, manifest)
+
+
+@task(name="evaluate", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_graph: str | None) -> dict:
+    manifest = run_evaluate(
+        cfg,
+        Path(base_dir),
+        layout.model / "final",
+        layout.tokens / "heldout" / "domain.jsonl",
+        Path(knowledge_graph) if knowledge_graph else None,
+        layout.eval,
+        progress=PrefectProgress("evaluate", layout.run_id),
+    )
+    return _finish("evaluate", layout, manifest)
+
+
+@task(name="promote", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def promote_task(cfg: PromoteConfig, layout: RunLayout, lineage: dict) -> dict:
+    manifest = run_promote(
+        cfg,
+        layout.registry,
+        layout.run_id,
+        layout.model / "final",
+        layout.eval / "results.json",
+        lineage,
+        layout.run / "promote",
+    )
+    return _finish("promote", layout, manifest)
