@@ -1,8 +1,62 @@
-"""Exact and MinHash near-duplicate removal, against this run and every earlier accepted document."""
+"""Exact and MinHash near-duplicate removal, against this run and every earlier accepted document.
+
+Exact: a document's key is the sha256 of its text lower-cased with every whitespace run collapsed to one
+space, so copies that differ only in case, indentation or line wrapping collide.
+
+Near: each document becomes a set of shingles (word n-grams; character n-grams for languages written without
+spaces between words, chosen by ``metadata["language"]`` or, without it, by how few spaces the text has),
+hashed into a datasketch ``MinHash`` and looked up in a ``MinHashLSH`` index. LSH only proposes candidates,
+so each candidate's estimated Jaccard similarity is checked against ``threshold``; the most similar (ties:
+the earliest) becomes ``metadata["duplicate_of"]`` with ``metadata["duplicate_similarity"]``.
+
+Order: within a run the first document in input order wins, so both steps run as a single datatrove task
+(the input files are read in sorted order) and their output is deterministic. Across runs,
+``<dedup_state>/<run_id>/`` holds each run's accepted ``exact.txt`` (``hash<TAB>doc id``) and
+``minhash.npz`` (doc ids, signatures, MinHash parameters). A step loads every *other* run's entries -- never
+its own, so a step redone after a crash never finds its own documents "already seen" -- and drops matches as
+``duplicate_of_earlier_run`` / ``near_duplicate_of_earlier_run``. The step writes this run's accepted
+entries to ``<step output>/index/``; ``commit_dedup_index`` copies them into the state once the whole run's
+curation has succeeded, so a failed run never pollutes the history. The exact index holds documents the
+later near step may still drop; they are near copies of something kept, so nothing is lost by remembering them.
+
+Trade-offs: everything lives in memory (a 128-permutation signature is 1 KB per document), which is simple
+and fast up to a few million documents; beyond that datatrove's multi-stage on-disk ``MinhashDedup*``
+pipeline is the tool. A step's key does not include the other runs' state: a finished step is not redone
+just because a later run committed since. Signatures made with other MinHash parameters (num_perm, seed,
+shingle size) cannot be compared; those runs are skipped with a warning and an ``earlier_runs_incompatible``
+stat.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
+
+from cpt_core.stage import read_manifest
+
+logger = logging.getLogger(__name__)
+
+INDEX_DIR = "index"
+EXACT_FILE = "exact.txt"
+NEAR_FILE = "minhash.npz"
+INDEX_FILES = {"exact": EXACT_FILE, "near": NEAR_FILE}
+
+# Languages written without spaces between words (or, for Korean, with spaces between long inflected
+# units whose particles change under paraphrase): character shingles compare them far better than words.
+CHARACTER_SHINGLE_LANGUAGES = frozenset({"ja", "zh", "ko", "th", "lo", "km", "my", "bo", "wuu", "yue"})
+MIN_SPACE_RATIO = 0.05  # below this share of spaces an unlabelled text is treated as space-less
 
 
 class ExactDedupConfig(BaseModel):
@@ -19,3 +73,282 @@ class NearDedupConfig(BaseModel):
     num_perm: int = Field(128, ge=16)
     ngram: int = Field(5, ge=1, description="shingle size in words (characters for scripts without spaces)")
     seed: int = 1
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def exact_hash(text: str) -> str:
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def uses_character_shingles(text: str, language: str | None) -> bool:
+    if language:
+        return language in CHARACTER_SHINGLE_LANGUAGES
+    return text.count(" ") < MIN_SPACE_RATIO * max(len(text), 1)
+
+
+def shingles(text: str, ngram: int, language: str | None = None) -> set[str]:
+    """Word n-grams of the normalised text, or character n-grams for space-less scripts.
+
+    A text shorter than one shingle is its own single shingle: an empty MinHash would match every other
+    empty one.
+    """
+    norm = normalise_text(text)
+    if uses_character_shingles(norm, language):
+        units: list[str] | str = norm
+        joiner = ""
+    else:
+        units = norm.split(" ")
+        joiner = " "
+    if len(units) <= ngram:
+        return {norm}
+    return {joiner.join(units[i : i + ngram]) for i in range(len(units) - ngram + 1)}
+
+
+def _safe_id(doc_id: str) -> str:
+    return str(doc_id).replace("\t", " ").replace("\n", " ")
+
+
+def _other_runs(dedup_state: Path, run_id: str) -> list[Path]:
+    dedup_state = Path(dedup_state)
+    if not dedup_state.is_dir():
+        return []
+    return sorted(
+        p for p in dedup_state.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != run_id
+    )
+
+
+def save_npz_deterministic(path: Path, **arrays: np.ndarray) -> None:
+    """Like ``np.savez_compressed``, but with fixed zip timestamps so equal arrays give equal bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(array), allow_pickle=False)
+
+
+def _write_index_file(index_dir: str, name: str, write) -> None:
+    folder = Path(index_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    write(tmp)
+    os.replace(tmp, folder / name)
+
+
+class ExactDedupFilter(BaseFilter):
+    """Drops documents whose normalised text was already accepted, in this run or an earlier one."""
+
+    name = "🎯 Exact dedup"
+
+    def __init__(
+        self,
+        dedup_state: str | Path,
+        run_id: str,
+        index_dir: str | Path,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__(exclusion_writer)
+        self.dedup_state = str(dedup_state)
+        self.run_id = run_id
+        self.index_dir = str(index_dir)
+        self.earlier: dict[str, tuple[str, str]] = {}  # hash -> (run id, doc id)
+        self.accepted: dict[str, str] = {}  # hash -> doc id, in input order
+
+    def _load_earlier(self) -> None:
+        runs = _other_runs(Path(self.dedup_state), self.run_id)
+        for run_dir in runs:
+            path = run_dir / EXACT_FILE
+            if not path.is_file():
+                continue
+            with open(path, encoding="utf-8") as fh:
+                for line_no, line in enumerate(fh, 1):
+                    digest, sep, doc_id = line.rstrip("\n").partition("\t")
+                    if not sep or len(digest) != 64:
+                        raise ValueError(
+                            f"{path}:{line_no}: expected '<sha256>\\t<doc id>', got {line[:80]!r}"
+                        )
+                    self.earlier.setdefault(digest, (run_dir.name, doc_id))
+        self.stat_update("earlier_runs", value=len(runs))
+        self.stat_update("earlier_exact_hashes", value=len(self.earlier))
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        digest = exact_hash(doc.text)
+        if digest in self.accepted:
+            doc.metadata["duplicate_of"] = self.accepted[digest]
+            return False, "exact_duplicate"
+        if digest in self.earlier:
+            run, doc_id = self.earlier[digest]
+            doc.metadata["duplicate_of"] = doc_id
+            doc.metadata["duplicate_of_run"] = run
+            return False, "duplicate_of_earlier_run"
+        self.accepted[digest] = doc.id
+        return True
+
+    def _write_index(self) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for digest, doc_id in self.accepted.items():
+                    fh.write(f"{digest}\t{_safe_id(doc_id)}\n")
+
+        _write_index_file(self.index_dir, EXACT_FILE, write)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if world_size != 1:
+            raise ValueError("exact dedup must run as a single task: input order decides which copy is kept")
+        self._load_earlier()
+        yield from super().run(data, rank, world_size)
+        self._write_index()
+
+
+@dataclass
+class _Entry:
+    run: str | None  # None: this run
+    doc_id: str
+    minhash: object  # datasketch LeanMinHash
+
+
+class NearDedupFilter(BaseFilter):
+    """MinHash-LSH near-duplicate filter over this run's earlier documents and every other run's."""
+
+    name = "🧬 Near dedup (MinHash)"
+    _requires_dependencies = ["datasketch"]
+
+    def __init__(
+        self,
+        config: NearDedupConfig,
+        dedup_state: str | Path,
+        run_id: str,
+        index_dir: str | Path,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__(exclusion_writer)
+        self.config = config
+        self.dedup_state = str(dedup_state)
+        self.run_id = run_id
+        self.index_dir = str(index_dir)
+        self._entries: list[_Entry] = []
+        self._lsh = None
+        self._template = None
+
+    def _params(self) -> dict:
+        return {"num_perm": self.config.num_perm, "seed": self.config.seed, "ngram": self.config.ngram}
+
+    def _setup(self) -> None:
+        from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+        cfg = self.config
+        self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+        # One template: computing the permutations once instead of per document.
+        self._template = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
+        runs = _other_runs(Path(self.dedup_state), self.run_id)
+        incompatible = 0
+        for run_dir in runs:
+            path = run_dir / NEAR_FILE
+            if not path.is_file():
+                continue
+            with np.load(path, allow_pickle=False) as data:
+                params = {k: int(data[k]) for k in ("num_perm", "seed", "ngram")}
+                scheme = str(data["scheme"])
+                if params != self._params() or scheme != self._template.scheme:
+                    logger.warning(
+                        "%s was made with MinHash %s (scheme %s), this run uses %s: not deduplicating against it",
+                        path,
+                        params,
+                        scheme,
+                        self._params(),
+                    )
+                    incompatible += 1
+                    continue
+                ids, signatures = data["ids"], data["signatures"]
+            for doc_id, hashvalues in zip(ids.tolist(), signatures, strict=True):
+                lean = LeanMinHash(seed=cfg.seed, hashvalues=hashvalues, scheme=scheme)
+                self._insert(_Entry(run_dir.name, doc_id, lean))
+        self.stat_update("earlier_runs", value=len(runs))
+        self.stat_update("earlier_signatures", value=len(self._entries))
+        if incompatible:
+            self.stat_update("earlier_runs_incompatible", value=incompatible)
+
+    def _insert(self, entry: _Entry) -> None:
+        self._lsh.insert(len(self._entries), entry.minhash, check_duplication=False)
+        self._entries.append(entry)
+
+    def minhash(self, doc: Document):
+        from datasketch import LeanMinHash, MinHash
+
+        mh = MinHash(
+            num_perm=self.config.num_perm,
+            seed=self.config.seed,
+            permutations=self._template.permutations,
+            scheme=self._template.scheme,
+        )
+        mh.update_batch(
+            [s.encode("utf-8") for s in shingles(doc.text, self.config.ngram, doc.metadata.get("language"))]
+        )
+        return LeanMinHash(mh)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        mh = self.minhash(doc)
+        best, best_sim = None, -1.0
+        for key in sorted(self._lsh.query(mh)):  # sorted: ties go to the earliest document
+            sim = mh.jaccard(self._entries[key].minhash)
+            if sim > best_sim:
+                best, best_sim = self._entries[key], sim
+        if best is not None and best_sim >= self.config.threshold:
+            doc.metadata["duplicate_of"] = best.doc_id
+            doc.metadata["duplicate_similarity"] = round(best_sim, 4)
+            if best.run is not None:
+                doc.metadata["duplicate_of_run"] = best.run
+                return False, "near_duplicate_of_earlier_run"
+            return False, "near_duplicate"
+        self._insert(_Entry(None, doc.id, mh))
+        return True
+
+    def _write_index(self) -> None:
+        mine = [e for e in self._entries if e.run is None]
+        signatures = (
+            np.stack([e.minhash.hashvalues for e in mine]).astype(np.uint64)
+            if mine
+            else np.zeros((0, self.config.num_perm), dtype=np.uint64)
+        )
+        arrays = {
+            "ids": np.array([str(e.doc_id) for e in mine], dtype=str),
+            "signatures": signatures,
+            "scheme": np.array(self._template.scheme),
+            **{k: np.array(v) for k, v in self._params().items()},
+        }
+        _write_index_file(self.index_dir, NEAR_FILE, lambda tmp: save_npz_deterministic(tmp, **arrays))
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if world_size != 1:
+            raise ValueError("near dedup must run as a single task: input order decides which copy is kept")
+        self._setup()
+        yield from super().run(data, rank, world_size)
+        self._write_index()
+
+
+def commit_dedup_index(
+    dedup_state: Path, run_id: str, step_output: Path, kind: Literal["exact", "near"]
+) -> Path | None:
+    """Copy a finished dedup step's index into ``<dedup_state>/<run_id>/``, atomically (copy, then rename).
+
+    Returns the committed file, or None when the step was disabled (it wrote no index). Recommitting the
+    same run replaces its entry, which is what a redone run needs.
+    """
+    if kind not in INDEX_FILES:
+        raise ValueError(f"kind must be one of {sorted(INDEX_FILES)}, got {kind!r}")
+    name = INDEX_FILES[kind]
+    source = Path(step_output) / INDEX_DIR / name
+    if not source.is_file():
+        manifest = read_manifest(Path(step_output)) or {}
+        if manifest.get("summary", {}).get("enabled") is False:
+            return None
+        raise FileNotFoundError(f"{source}: no {kind} dedup index; has the {kind} dedup step finished?")
+    target_dir = Path(dedup_state) / run_id
+    target_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target_dir / f".{name}.{os.getpid()}.tmp"
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target_dir / name)
+    return target_dir / name

@@ -43,8 +43,15 @@ def config_hash(config: BaseModel | dict | None) -> str:
     return hashlib.sha256(stable_json(data).encode()).hexdigest()[:16]
 
 
-def hash_files(root: Path, exclude: Iterable[str] = (MANIFEST,)) -> str:
-    """Content hash of every file under ``root`` (paths and bytes, in sorted order)."""
+# datatrove's per-task logs and stats change on every run and say nothing about the output itself.
+HASH_EXCLUDE = (MANIFEST, "logs")
+
+
+def hash_files(root: Path, exclude: Iterable[str] = HASH_EXCLUDE) -> str:
+    """Content hash of every file under ``root`` (paths and bytes, in sorted order).
+
+    Files or folders named in ``exclude`` (at any depth) are left out.
+    """
     root = Path(root)
     skip = set(exclude)
     digest = hashlib.sha256()
@@ -52,7 +59,9 @@ def hash_files(root: Path, exclude: Iterable[str] = (MANIFEST,)) -> str:
         files = [root]
         root = root.parent
     else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in skip)
+        files = sorted(
+            p for p in root.rglob("*") if p.is_file() and not skip.intersection(p.relative_to(root).parts)
+        )
     for path in files:
         digest.update(str(path.relative_to(root)).encode())
         with open(path, "rb") as fh:

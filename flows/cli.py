@@ -16,7 +16,6 @@ import shutil
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -57,7 +56,7 @@ SET_HELP = "override a field: --set train.lr=3e-4 (repeatable)"
 
 
 @app.command()
-def validate(config: Path, set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP)) -> None:
+def validate(config: Path, set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP)) -> None:
     """Check a config: unknown keys and bad values are reported with the file and the field."""
     cfg = _load(config, set_)
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
@@ -66,8 +65,8 @@ def validate(config: Path, set_: Optional[list[str]] = typer.Option(None, "--set
 @app.command()
 def run(
     config: Path,
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
-    run_id: Optional[str] = typer.Option(None, help="resume this run id (a finished run does no work)"),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    run_id: str | None = typer.Option(None, help="resume this run id (a finished run does no work)"),
     fresh: bool = typer.Option(False, help="delete the root's runs/ and state/ first (demo convenience)"),
 ) -> None:
     """Run the knowledge-refresh flow end to end and print where its report is."""
@@ -102,13 +101,13 @@ def _documents_input(path: Path, scratch: Path) -> Path:
 def stage(
     name: Stage,
     config: Path = typer.Option(..., help="run config (YAML)"),
-    input: Optional[Path] = typer.Option(None, help="the previous stage's output folder"),
+    input: Path | None = typer.Option(None, help="the previous stage's output folder"),
     output: Path = typer.Option(..., help="this stage's output folder"),
-    model: Optional[Path] = typer.Option(None, help="model/tokenizer folder (tokenize, train, evaluate base)"),
-    heldout: Optional[Path] = typer.Option(None, help="held-out domain JSONL (evaluate)"),
-    state: Optional[Path] = typer.Option(None, help="state folder (frontier, dedup index); default <root>/state"),
+    model: Path | None = typer.Option(None, help="model/tokenizer folder (tokenize, train, evaluate base)"),
+    heldout: Path | None = typer.Option(None, help="held-out domain JSONL (evaluate)"),
+    state: Path | None = typer.Option(None, help="state folder (frontier, dedup index); default <root>/state"),
     run_id: str = typer.Option("cli", help="run id under which state entries are kept"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Run one stage over a folder, exactly as the flow would, and print its manifest summary."""
     from cpt_core.progress import log_progress

@@ -22,7 +22,7 @@ def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
     site = build_site(config.demo_site)
     kg_path = layout.sources / "knowledge_graph.jsonl"
     site.write_knowledge_graph(kg_path)
-    with serve(site, host="127.0.0.1", port=config.demo_site.port) as base_url:
+    with serve(site, "127.0.0.1", config.demo_site.port, config.demo_site.slow_delay_s) as base_url:
         crawl = config.ingest.crawl.model_copy(update={"seed_urls": [base_url]})
         ingest = config.ingest.model_copy(update={"crawl": crawl})
         yield config.model_copy(update={"ingest": ingest, "knowledge_graph": str(kg_path)})

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# README's operations sequence, exactly as typed there, against a real Prefect server on a random port:
+# server -> work pool -> deploy (deployments/prefect.yaml) -> process worker -> deployment run --watch.
+# Prints each step's time and the flow run's final state; exits non-zero unless the run Completed.
+#
+#   benchmarks/deployment_roundtrip.sh          # quick: the demo recipe on a tiny model, few steps
+#   benchmarks/deployment_roundtrip.sh --full   # the deployment's default parameters (the whole demo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+
+WORK=$(mktemp -d)
+export PREFECT_HOME="$WORK/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+step() { printf '%-40s %6.1fs\n' "$1" "$(python -c "import time; print(time.time()-$2)")"; }
+
+PORT=$(free_port)
+t=$(date +%s.%N)
+prefect server start --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
+for _ in $(seq 120); do
+  curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+curl -fsS "$PREFECT_API_URL/health" >/dev/null || { cat "$WORK/server.log"; exit 1; }
+step "prefect server start" "$t"
+
+t=$(date +%s.%N)
+prefect work-pool create cptflow-process --type process >/dev/null
+step "prefect work-pool create" "$t"
+
+t=$(date +%s.%N)
+prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml >"$WORK/deploy.log" 2>&1 \
+  || { cat "$WORK/deploy.log"; exit 1; }
+step "prefect deploy" "$t"
+
+prefect worker start --pool cptflow-process --install-policy never >"$WORK/worker.log" 2>&1 &
+PIDS+=($!)
+
+if [ "${1:-}" = "--full" ]; then
+  PARAMS=()
+else
+  # A tiny model (tokenizer trained on the demo site's text) and a short training keep this to a minute.
+  python - "$WORK/tiny" <<'PY'
+import sys
+import trafilatura
+from cpt_core.base_model import build_tiny_llama
+from cpt_core.demo_site import DemoSiteConfig, build_site
+site = build_site(DemoSiteConfig(enabled=True, n_facts=16))
+corpus = [t for p in site.pages.values() if p.content_type.startswith("text/html")
+          for t in [trafilatura.extract(p.body.decode("utf-8", "replace"))] if t]
+build_tiny_llama(sys.argv[1], corpus, vocab_size=600, seq_len=128)
+PY
+  OVERRIDES=$(printf '["root=%s","demo_site.port=%s","demo_site.n_facts=16","base_model.source=%s",'`
+    `'"train.max_steps=4","train.precision=fp32","tokenize.seq_len=64","tokenize.replay.max_chars=6000",'`
+    `'"evaluate.bpb_seq_len=64","evaluate.general_heldout.max_chars=4000","evaluate.domain_max_chars=4000"]' \
+    "$WORK/data" "$(free_port)" "$WORK/tiny")
+  PARAMS=(--param "overrides=$OVERRIDES")
+fi
+
+t=$(date +%s.%N)
+set +e
+prefect deployment run 'knowledge-refresh/weekly' "${PARAMS[@]}" --watch --watch-timeout 1800 >"$WORK/run.log" 2>&1
+rc=$?
+set -e
+step "prefect deployment run --watch" "$t"
+tail -n 3 "$WORK/run.log"
+if [ $rc -ne 0 ]; then
+  echo "--- worker log"; tail -n 60 "$WORK/worker.log"
+  exit $rc
+fi
+echo "deployment round trip: flow run Completed"
