@@ -25,20 +25,13 @@ which is plenty for one crawler on localhost.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import hashlib
 import html
 import json
 import logging
 import random
-import threading
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from email.utils import format_datetime, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,6 +58,9 @@ class DemoSiteConfig(BaseModel):
     korean_share: float = Field(0.3, ge=0, le=1, description="share of facts also written up in Korean")
     port: int = Field(0, ge=0, le=65535, description="0: any free port")
     slow_delay_s: float = Field(3.0, ge=0, description="how long the slow page takes to answer")
+    context_sentences: int = Field(
+        3, ge=1, le=4, description="filler sentences around each fact in English articles (fewer: shorter pages)"
+    )
 
 
 @dataclass
@@ -443,13 +439,15 @@ def _context(pool: list[str], used: set[str], k: int, rng: random.Random) -> lis
     return picked
 
 
-def _english_articles(facts: list[Fact], rng: random.Random) -> list[tuple[str, list[str], list[Fact], date]]:
+def _english_articles(
+    facts: list[Fact], rng: random.Random, context_sentences: int = 3
+) -> list[tuple[str, list[str], list[Fact], date]]:
     """(title, paragraphs, facts, newest date): write-up r of every fact uses paraphrase r, so the three
     write-ups of one fact always land in three different articles."""
     out = []
     for r in range(3):
         for group in _groups(facts, rng):
-            n_ctx = 3 if len(group) >= 3 else 4  # keep two-fact articles above 150 words
+            n_ctx = context_sentences + (len(group) < 3)  # two-fact articles get one more, to stay long enough
             paras, used = [rng.choice(_EN_INTRO)], set()
             for f in group:
                 en, day = _EN[f.relation], date.fromisoformat(f.date)
@@ -540,7 +538,7 @@ def build_site(cfg: DemoSiteConfig) -> DemoSite:
     def stamp(d: date) -> datetime:
         return datetime(d.year, d.month, d.day, 8, 0, tzinfo=timezone.utc)
 
-    en_arts = _english_articles(facts, rng)
+    en_arts = _english_articles(facts, rng, cfg.context_sentences)
     en_paths = [f"/news/{_slug(t)}-{i:03d}.html" for i, (t, *_rest) in enumerate(en_arts)]
     for i, (title, paras, group, newest) in enumerate(en_arts):
         related = [(en_paths[j], en_arts[j][0]) for j in ((i + 1) % len(en_arts), (i + 7) % len(en_arts))]
@@ -639,122 +637,3 @@ def build_site(cfg: DemoSiteConfig) -> DemoSite:
                f"{urls}</urlset>\n")
     pages["/sitemap.xml"] = Page(sitemap.encode(), "application/xml")
     return DemoSite(facts=facts, pages=pages, noise=noise, article_paths=paths, article_facts=article_facts)
-
-
-# ---------------------------------------------------------------------------------------------- server
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        # A crawler that gives up on the slow page closes its socket: expected, not worth a traceback.
-        logger.debug("request from %s failed", client_address, exc_info=True)
-
-
-def _make_handler(served: dict[str, tuple[Page, bytes, str]], slow_delay_s: float, stop: threading.Event):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "MeridianCourier/1.0"
-
-        def log_message(self, format: str, *args) -> None:
-            pass  # quiet: a crawl of the demo site would otherwise print a line per page
-
-        def do_HEAD(self) -> None:
-            self._respond(send_body=False)
-
-        def do_GET(self) -> None:
-            self._respond(send_body=True)
-
-        def _respond(self, send_body: bool) -> None:
-            path = self.path.split("?", 1)[0].split("#", 1)[0]
-            entry = served.get(path)
-            if entry is None:
-                body = _html("Not found", "<h1>Page not found</h1>").encode()
-                self._send(404, {"Content-Type": HTML_UTF8}, body, send_body)
-                return
-            page, body, etag = entry
-            if page.delay_s > 0:
-                stop.wait(slow_delay_s)  # returns early when the server is shutting down
-            headers = {"Content-Type": page.content_type, "ETag": etag,
-                       "Last-Modified": format_datetime(page.last_modified, usegmt=True)}
-            if page.status == 200 and self._not_modified(page, etag):
-                self._send(304, {k: v for k, v in headers.items() if k != "Content-Type"}, b"", False)
-                return
-            self._send(page.status, headers, body, send_body)
-
-        def _not_modified(self, page: Page, etag: str) -> bool:
-            inm = self.headers.get("If-None-Match")
-            if inm is not None:  # RFC 9110: If-None-Match wins over If-Modified-Since
-                tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
-                return "*" in tags or etag in tags
-            ims = self.headers.get("If-Modified-Since")
-            if ims:
-                try:
-                    return page.last_modified <= parsedate_to_datetime(ims)
-                except (TypeError, ValueError):
-                    return False  # an unparsable date is ignored, as the RFC says
-            return False
-
-        def _send(self, status: int, headers: dict[str, str], body: bytes, send_body: bool) -> None:
-            try:
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if send_body and body:
-                    self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client timed out and left
-
-    return Handler
-
-
-@contextlib.contextmanager
-def serve(site: DemoSite, host: str = "127.0.0.1", port: int = 0, slow_delay_s: float = 3.0) -> Iterator[str]:
-    """Serve ``site`` in a daemon thread; yields the base URL (``http://HOST:PORT/``); stops and joins on exit."""
-    try:
-        server = _QuietServer((host, port), BaseHTTPRequestHandler)
-    except OSError as err:
-        raise OSError(f"demo site: cannot listen on {host}:{port}: {err}") from err
-    root = f"http://{host}:{server.server_address[1]}"
-    served = {}
-    for path, page in site.pages.items():
-        body = page.body.replace(BASE_PLACEHOLDER.encode(), root.encode())
-        served[path] = (page, body, '"' + hashlib.sha1(body).hexdigest()[:20] + '"')
-    stop = threading.Event()
-    server.RequestHandlerClass = _make_handler(served, slow_delay_s, stop)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name=f"demo-site-{server.server_address[1]}", daemon=True)
-    thread.start()
-    logger.info("demo site: %d pages at %s/", len(served), root)
-    try:
-        yield root + "/"
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m cpt_core.demo_site", description="Serve the demo site.")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--seed", type=int, default=DemoSiteConfig().seed)
-    ap.add_argument("--n-facts", type=int, default=DemoSiteConfig().n_facts)
-    ap.add_argument("--slow-delay", type=float, default=3.0, help="seconds the slow page takes")
-    ap.add_argument("--write-facts", type=Path, help="also write the knowledge graph (JSONL) here")
-    args = ap.parse_args(argv)
-    site = build_site(DemoSiteConfig(seed=args.seed, n_facts=args.n_facts, slow_delay_s=args.slow_delay))
-    if args.write_facts:
-        site.write_knowledge_graph(args.write_facts)
-    with serve(site, args.host, args.port, args.slow_delay) as url:
-        print(f"serving {len(site.pages)} pages ({len(site.facts)} facts) at {url}  (Ctrl-C to stop)", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -33,7 +33,6 @@ imports ``EvalConfig`` from here, and loading a config must not take the seconds
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import math
@@ -46,7 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.base_model import model_fingerprint
 from cpt_core.general_text import general_texts
-from cpt_core.knowledge_graph import load_facts, probe_rows, write_jsonl
+from cpt_core.jsonl import iter_text_rows, jsonl_files, write_jsonl
+from cpt_core.knowledge_graph import load_facts, probe_rows
 from cpt_core.packing import GeneralTextConfig, separator_id
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import atomic_write_json, run_stage
@@ -376,10 +376,6 @@ def run_lm_eval_tasks(
 # --------------------------------------------------------------------------------------------- model-level
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def read_heldout(path: Path, max_chars: int) -> list[dict]:
     """``[{text, language}]`` from a JSONL file (or a folder of ``*.jsonl[.gz]``), at most ``max_chars`` chars.
 
@@ -390,29 +386,16 @@ def read_heldout(path: Path, max_chars: int) -> list[dict]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"held-out text {path} does not exist")
-    files = (
-        sorted(p for p in path.rglob("*") if p.name.endswith((".jsonl", ".jsonl.gz")))
-        if path.is_dir()
-        else [path]
-    )
+    files = jsonl_files(path)
     if not files:
         raise ValueError(f"held-out folder {path} holds no .jsonl or .jsonl.gz files")
     by_language: dict[str | None, list[str]] = {}
     for file in files:
-        with _open_text(file) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{file}:{lineno}: not valid JSON: {err}") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ValueError(f"{file}:{lineno}: row has no string field 'text'")
-                meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
-                language = row.get("language") or meta.get("language")
-                if row["text"]:
-                    by_language.setdefault(language, []).append(row["text"])
+        for _, row in iter_text_rows(file):
+            meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+            language = row.get("language") or meta.get("language")
+            if row["text"]:
+                by_language.setdefault(language, []).append(row["text"])
     queues = [list(reversed(texts)) for texts in by_language.values()]
     languages = list(by_language)
     out: list[dict] = []

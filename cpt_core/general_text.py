@@ -21,14 +21,13 @@ is the trade-off for being available with no download.
 
 from __future__ import annotations
 
-import gzip
 import importlib
 import importlib.metadata
 import inspect
-import json
 import re
 from pathlib import Path
 
+from cpt_core.jsonl import iter_text_rows
 from cpt_core.packing import GeneralTextConfig
 
 SOURCES = ("package-readmes", "stdlib-docstrings")
@@ -241,19 +240,4 @@ def _from_file(path: Path) -> list[str]:
     if path.name.endswith(".txt"):
         text = path.read_text(encoding="utf-8")
         return [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
-    opener = gzip.open if path.name.endswith(".gz") else open
-    docs = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not valid JSON: {err}") from None
-            text = row.get("text") if isinstance(row, dict) else None
-            if not isinstance(text, str):
-                raise ValueError(f"{path}:{lineno}: no string 'text' field")
-            if text.strip():
-                docs.append(text.strip())
-    return docs
+    return [row["text"].strip() for _, row in iter_text_rows(path) if row["text"].strip()]

@@ -12,7 +12,6 @@ question phrased differently from every training line checks that the fact was l
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -95,11 +94,3 @@ def probe_rows(facts: list[Fact], n_choices: int = 4, seed: int = 0) -> list[dic
             {"id": fact.id, "question": fact.probe_question, "choices": choices, "answer": choices.index(fact.object)}
         )
     return rows
-
-
-def write_jsonl(rows: list[dict], path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

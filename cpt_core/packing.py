@@ -23,9 +23,7 @@ Algorithm (``run_tokenize``):
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 import logging
 import random
 import time
@@ -36,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.jsonl import iter_text_rows, jsonl_files, write_jsonl
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
 from cpt_core.stage import atomic_write_json, run_stage
 
@@ -71,6 +70,9 @@ class TokenizeConfig(BaseModel):
     replay: GeneralTextConfig = Field(default_factory=GeneralTextConfig)
     synthetic_qa: bool = Field(True, description="add question/answer lines synthesised from the knowledge graph")
     epochs_of_domain: float = Field(1.0, gt=0, description="copies of the domain+synthetic tokens in the shards")
+    epochs_of_synthetic: float | None = Field(
+        None, gt=0, description="copies of the synthetic QA documents; default: epochs_of_domain"
+    )
     shard_sequences: int = Field(4096, ge=1, description="sequences per Arrow shard")
     seed: int = 0
 
@@ -82,28 +84,18 @@ class TokenizeConfig(BaseModel):
 def read_documents(docs_dir: Path) -> tuple[list[dict], dict[str, int]]:
     """Documents ``{id, text, metadata}`` from ``docs_dir/documents/*.jsonl[.gz]``, and drop counts."""
     folder = Path(docs_dir) / "documents"
-    files = sorted(p for p in folder.glob("*.jsonl*") if p.name.endswith((".jsonl", ".jsonl.gz")))
+    files = jsonl_files(folder) if folder.is_dir() else []
     if not files:
         raise FileNotFoundError(f"no documents to tokenize: {folder} holds no .jsonl/.jsonl.gz files")
     docs, dropped = [], {}
     for path in files:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON: {err}") from None
-                text = row.get("text")
-                if not isinstance(text, str):
-                    raise ValueError(f"{path}:{lineno}: document has no string 'text' field")
-                if not text.strip():
-                    dropped["empty_text"] = dropped.get("empty_text", 0) + 1
-                    continue
-                doc_id = str(row.get("id") or f"{path.name}:{lineno}")
-                docs.append({"id": doc_id, "text": text, "metadata": row.get("metadata") or {}})
+        for lineno, row in iter_text_rows(path):
+            text = row["text"]
+            if not text.strip():
+                dropped["empty_text"] = dropped.get("empty_text", 0) + 1
+                continue
+            doc_id = str(row.get("id") or f"{path.name}:{lineno}")
+            docs.append({"id": doc_id, "text": text, "metadata": row.get("metadata") or {}})
     return docs, dropped
 
 
@@ -233,7 +225,7 @@ def _tokenize(
     progress: ProgressFn,
 ) -> dict:
     from cpt_core.general_text import general_texts
-    from cpt_core.knowledge_graph import load_facts, qa_documents, write_jsonl
+    from cpt_core.knowledge_graph import load_facts, qa_documents
 
     started = time.monotonic()
     docs, dropped = read_documents(docs_dir)
@@ -249,14 +241,23 @@ def _tokenize(
     sep = separator_id(tokenizer)
     meter = RateMeter()
     domain_ids = encode(tokenizer, [d["text"] for d in train_docs], progress, "domain docs")
+    rng = random.Random(cfg.seed)
+    # QA lines are short and teach facts most directly per token, so they may get more copies than articles.
+    # Each copy is rendered with its own seed, so the same question meets different answer templates: the
+    # fact is learned rather than one sentence.
+    synthetic_copies = cfg.epochs_of_synthetic if cfg.epochs_of_synthetic is not None else cfg.epochs_of_domain
     synthetic_texts = []
     if cfg.synthetic_qa and knowledge_graph:
-        synthetic_texts = qa_documents(load_facts(Path(knowledge_graph)), cfg.seed)
+        facts = load_facts(Path(knowledge_graph))
+        whole, frac = int(synthetic_copies), synthetic_copies - int(synthetic_copies)
+        for copy in range(whole):
+            synthetic_texts += qa_documents(facts, cfg.seed + copy)
+        if frac:
+            synthetic_texts += rng.sample(qa_documents(facts, cfg.seed + whole), round(frac * len(facts)))
     synthetic_ids = encode(tokenizer, synthetic_texts, progress, "synthetic QA docs")
 
-    rng = random.Random(cfg.seed)
-    core = [("domain", ids) for ids in domain_ids if ids] + [("synthetic_qa", ids) for ids in synthetic_ids if ids]
-    core = _repeat(core, cfg.epochs_of_domain, rng)
+    core = _repeat([("domain", ids) for ids in domain_ids if ids], cfg.epochs_of_domain, rng)
+    core += [("synthetic_qa", ids) for ids in synthetic_ids if ids]
     core_tokens = sum(len(ids) + 1 for _, ids in core)
     # replay / (core + replay) = ratio  =>  replay = core * ratio / (1 - ratio)
     replay_target = round(core_tokens * cfg.replay_ratio / (1 - cfg.replay_ratio)) if cfg.replay_ratio else 0

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from prefect import flow, get_run_logger
 
 from cpt_core.config import RunConfig
-from cpt_core.demo_site import build_site, serve
+from cpt_core.demo_server import serve
+from cpt_core.demo_site import build_site
 from cpt_core.run_layout import RunLayout
 from tasks.stages import crawl_task, extract_task
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import shutil
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cpt_core.dedup import (
     exact_hash,
     shingles,
 )
+from tests.doc_files import read_docs, write_docs
 
 ARTICLES = {
     "harbour": (
@@ -51,20 +51,12 @@ def near_copy(text: str) -> str:
     return text.replace("every", "each", 1) + " Read more stories like this one."
 
 
-def write_docs(folder: Path, docs: list[dict], name: str = "00000.jsonl.gz") -> Path:
-    (folder / "documents").mkdir(parents=True, exist_ok=True)
-    with gzip.open(folder / "documents" / name, "wt", encoding="utf-8") as fh:
-        for doc in docs:
-            fh.write(json.dumps({"metadata": {"language": "en"}, **doc}, ensure_ascii=False) + "\n")
-    return folder
 
 
-def read_docs(folder: Path) -> list[dict]:
-    docs = []
-    for path in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            docs.extend(json.loads(line) for line in fh)
-    return docs
+
+
+def write_en(folder: Path, docs: list[dict], name: str = "00000.jsonl.gz") -> Path:
+    return write_docs(folder, docs, {"language": "en"}, name)
 
 
 def dedup_run(tmp: Path, run_id: str, source: Path, state: Path, cfg: CurateConfig | None = None) -> dict:
@@ -100,7 +92,7 @@ def test_normalisation_and_shingles():
 
 def test_exact_and_near_duplicates_within_a_run(tmp_path):
     harbour, library = ARTICLES["harbour"], ARTICLES["library"]
-    source = write_docs(
+    source = write_en(
         tmp_path / "in",
         [
             {"id": "h1", "text": harbour},
@@ -134,8 +126,8 @@ def test_exact_and_near_duplicates_within_a_run(tmp_path):
 
 
 def test_first_copy_in_input_order_wins_across_files(tmp_path):
-    source = write_docs(tmp_path / "in", [{"id": "first", "text": ARTICLES["railway"]}], "00000.jsonl.gz")
-    write_docs(tmp_path / "in", [{"id": "second", "text": ARTICLES["railway"]}], "00001.jsonl.gz")
+    source = write_en(tmp_path / "in", [{"id": "first", "text": ARTICLES["railway"]}], "00000.jsonl.gz")
+    write_en(tmp_path / "in", [{"id": "second", "text": ARTICLES["railway"]}], "00001.jsonl.gz")
     cfg = CurateConfig.model_validate({"executor": {"tasks": 2}})  # dedup ignores this: one ordered task
     runs = dedup_run(tmp_path, "A", source, tmp_path / "state", cfg)
     assert [d["id"] for d in read_docs(tmp_path / "A" / "exact_dedup" / "documents")] == ["first"]
@@ -144,7 +136,7 @@ def test_first_copy_in_input_order_wins_across_files(tmp_path):
 
 def test_two_runs_share_history_and_a_redone_run_never_dedups_against_itself(tmp_path):
     state = tmp_path / "state"
-    run_a = write_docs(
+    run_a = write_en(
         tmp_path / "in-a",
         [{"id": "harbour", "text": ARTICLES["harbour"]}, {"id": "library", "text": ARTICLES["library"]}],
     )
@@ -156,7 +148,7 @@ def test_two_runs_share_history_and_a_redone_run_never_dedups_against_itself(tmp
         assert index["ids"].tolist() == ["harbour", "library"]
         assert index["signatures"].shape == (2, 128)
 
-    run_b = write_docs(
+    run_b = write_en(
         tmp_path / "in-b",
         [
             {"id": "b-harbour", "text": ARTICLES["harbour"]},
@@ -198,10 +190,10 @@ def test_two_runs_share_history_and_a_redone_run_never_dedups_against_itself(tmp
 
 def test_incompatible_minhash_parameters_are_skipped_not_misread(tmp_path):
     state = tmp_path / "state"
-    run_a = write_docs(tmp_path / "in-a", [{"id": "library", "text": ARTICLES["library"]}])
+    run_a = write_en(tmp_path / "in-a", [{"id": "library", "text": ARTICLES["library"]}])
     dedup_run(tmp_path, "A", run_a, state)
     commit(tmp_path, "A", state)
-    run_b = write_docs(tmp_path / "in-b", [{"id": "b-library", "text": near_copy(ARTICLES["library"])}])
+    run_b = write_en(tmp_path / "in-b", [{"id": "b-library", "text": near_copy(ARTICLES["library"])}])
     cfg = CurateConfig(near_dedup=NearDedupConfig(num_perm=64))
     near = dedup_run(tmp_path, "B", run_b, state, cfg)["near_dedup"]["summary"]
     assert near["earlier_runs_incompatible"] == 1
@@ -213,7 +205,7 @@ def test_commit_needs_a_finished_step(tmp_path):
         commit_dedup_index(tmp_path / "state", "A", tmp_path / "nothing", "exact")
     with pytest.raises(ValueError, match="kind"):
         commit_dedup_index(tmp_path / "state", "A", tmp_path / "nothing", "fuzzy")
-    source = write_docs(tmp_path / "in", [{"id": "a", "text": "some text"}])
+    source = write_en(tmp_path / "in", [{"id": "a", "text": "some text"}])
     cfg = CurateConfig(exact_dedup=ExactDedupConfig(enabled=False))
     run_curate_step("exact_dedup", cfg, source, tmp_path / "exact", tmp_path / "state", "A")
     assert commit_dedup_index(tmp_path / "state", "A", tmp_path / "exact", "exact") is None

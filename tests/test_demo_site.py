@@ -22,7 +22,8 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from datatrove.utils.typeshelper import Languages
 
-from cpt_core.demo_site import EXTERNAL_URL, DemoSiteConfig, _ko, build_site, serve
+from cpt_core.demo_server import serve
+from cpt_core.demo_site import EXTERNAL_URL, DemoSiteConfig, _ko, build_site
 from cpt_core.knowledge_graph import load_facts, probe_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,7 +312,7 @@ def test_a_taken_port_is_a_clear_error(site):
 
 def test_command_line_serves_until_interrupted(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "cpt_core.demo_site", "--port", "0", "--n-facts", "12",
+    proc = subprocess.Popen([sys.executable, "-m", "cpt_core.demo_server", "--port", "0", "--n-facts", "12",
                              "--write-facts", str(tmp_path / "facts.jsonl")],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -93,7 +93,7 @@ def test_bad_sources_fail_clearly(tmp_path):
         general_texts(GeneralTextConfig(source="no-such-source"))
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"body": "no text"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: no string 'text'"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: row has no string field 'text'"):
         general_texts(GeneralTextConfig(source=str(bad)))
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty holds no"):

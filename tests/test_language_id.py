@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-from pathlib import Path
-
 import pytest
 from datatrove.data import Document
 from pydantic import ValidationError
 
 from cpt_core.curate import CurateConfig, run_curate_step
 from cpt_core.language_id import LanguageIdConfig, LanguageIdFilter, default_model_path
+from tests.doc_files import read_docs, write_docs
 
 EN = (
     "The library opens at nine in the morning and closes late in the evening.\n"
@@ -28,20 +25,8 @@ JA = "日本の首都は東京であり、最大の都市でもある。多く�
 NOISE = "x1 y2 z3 42 17 99 k8 #### //// ++ q7"
 
 
-def write_docs(folder: Path, docs: list[dict]) -> Path:
-    (folder / "documents").mkdir(parents=True, exist_ok=True)
-    with gzip.open(folder / "documents" / "00000.jsonl.gz", "wt", encoding="utf-8") as fh:
-        for doc in docs:
-            fh.write(json.dumps({"metadata": {}, **doc}, ensure_ascii=False) + "\n")
-    return folder
 
 
-def read_docs(folder: Path) -> list[dict]:
-    docs = []
-    for path in sorted(folder.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            docs.extend(json.loads(line) for line in fh)
-    return docs
 
 
 def test_default_model_is_the_bundled_lid176():

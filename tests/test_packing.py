@@ -164,6 +164,19 @@ def test_domain_epochs_repeat_shuffled_without_replay(setup):
     assert adjacent < len(pieces) // 10  # shuffled: copies of a document are not laid side by side
 
 
+def test_synthetic_qa_can_get_its_own_number_of_copies(setup):
+    root, docs, tokenizer_dir, kg = setup
+    base = TokenizeConfig(seq_len=32, replay_ratio=0.0, epochs_of_domain=1.0)
+    same = run_tokenize(base, docs, tokenizer_dir, root / "s1", knowledge_graph=kg)["summary"]
+    more = run_tokenize(
+        base.model_copy(update={"epochs_of_synthetic": 3.0}), docs, tokenizer_dir, root / "s3", knowledge_graph=kg
+    )["summary"]
+    assert more["docs_by_source"]["domain"] == same["docs_by_source"]["domain"]
+    assert more["docs_by_source"]["synthetic_qa"] == 3 * same["docs_by_source"]["synthetic_qa"]
+    ratio = more["tokens_by_source"]["synthetic_qa"] / same["tokens_by_source"]["synthetic_qa"]
+    assert 2.7 < ratio < 3.3  # each copy has its own template draw, so lengths differ a little
+
+
 def test_bad_input_is_named(tmp_path, setup):
     _, _, tokenizer_dir, _ = setup
     with pytest.raises(FileNotFoundError, match="no .jsonl"):

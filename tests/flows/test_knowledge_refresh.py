@@ -10,8 +10,9 @@ from cpt_core.curate import STEPS
 from cpt_core.demo_site import DemoSiteConfig, build_site
 from cpt_core.run_layout import RunLayout
 from flows.knowledge_refresh import knowledge_refresh
+from tests.doc_files import read_docs
 from tests.flows.conftest import SMALL_SITE, small_config
-from tests.flows.docs import path_of, read_docs, urls
+from tests.flows.docs import path_of, urls
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -13,8 +13,8 @@ import yaml
 
 from cpt_core.curate import STEPS
 from cpt_core.run_layout import RunLayout
+from tests.doc_files import read_docs
 from tests.flows.conftest import small_config
-from tests.flows.docs import read_docs
 
 
 def _cli_env() -> dict:

@@ -1,0 +1,70 @@
+"""The `cptflow` command: config errors before any work, and single stages over a folder of JSONL."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def stage_summary(output: str) -> dict:
+    """The JSON summary `cptflow stage` prints (after whatever the pipeline logged)."""
+    start = output.index('{\n  "stage"')
+    return json.loads(output[start : output.index("\n}", start) + 2])
+
+
+def test_malformed_config_fails_before_any_work_naming_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"root: {tmp_path / 'root'}\ncurate:\n  languag: {{languages: [en]}}\n")
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2
+    assert str(bad) in result.output and "curate.languag" in result.output
+    assert not (tmp_path / "root").exists()
+
+
+def test_validate_prints_the_resolved_config(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("train:\n  lr: 0.001\n")
+    result = runner.invoke(app, ["validate", str(good), "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    resolved = json.loads(result.output)
+    assert resolved["train"]["lr"] == 0.001 and resolved["train"]["epochs"] == 2
+
+
+def test_single_stages_over_a_folder_of_jsonl(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    english = (
+        "The harbour council met on Tuesday to discuss the new ferry timetable. Members agreed that the early "
+        "morning service should run every day of the week, and that the evening boats would stop at the "
+        "northern pier during the summer months. The chair said the changes would help workers who travel "
+        "to the islands, and that the council would review the plan again after the first season of service."
+    )
+    rows = [
+        {"id": "a", "text": english, "metadata": {"url": "http://x/a"}},
+        {"id": "b", "text": english, "metadata": {"url": "http://x/b"}},
+        {"id": "c", "text": "Der Hafenrat traf sich am Dienstag, um den neuen Fahrplan der Fähre zu besprechen. "
+         "Die Mitglieder waren sich einig, dass der Frühdienst jeden Tag fahren soll.", "metadata": {}},
+    ]
+    (docs / "part.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"root: {tmp_path / 'root'}\n")
+
+    result = runner.invoke(app, ["stage", "language", "--config", str(config), "--input", str(docs),
+                                 "--output", str(tmp_path / "lang")])
+    assert result.exit_code == 0, result.output
+    summary = stage_summary(result.output)
+    assert summary["docs_in"] == 3 and summary["docs_out"] == 2
+    result = runner.invoke(app, ["stage", "exact_dedup", "--config", str(config), "--input", str(tmp_path / "lang"),
+                                 "--output", str(tmp_path / "dedup")])
+    assert result.exit_code == 0, result.output
+    summary = stage_summary(result.output)
+    assert summary["docs_out"] == 1 and summary["dropped"] == {"exact_duplicate": 1}
+
+    result = runner.invoke(app, ["stage", "tokenize", "--config", str(config), "--input", str(tmp_path / "dedup"),
+                                 "--output", str(tmp_path / "tok")])
+    assert result.exit_code == 2 and "needs --model" in result.output
