@@ -13,8 +13,16 @@ WORK=$(mktemp -d)
 export PREFECT_HOME="$WORK/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NOT_TRACK=1
 PIDS=()
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  # Each background command leads its own process group (setsid): the server's uvicorn child and the
+  # worker's flow-run processes go with it. SIGTERM first, SIGKILL whatever is left after 10 s.
+  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq 20); do
+    alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.5
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -23,7 +31,7 @@ step() { printf '%-40s %6.1fs\n' "$1" "$(python -c "import time; print(time.time
 
 PORT=$(free_port)
 t=$(date +%s.%N)
-prefect server start --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
+setsid prefect server start --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
 for _ in $(seq 120); do
@@ -42,7 +50,7 @@ prefect --no-prompt deploy --all --prefect-file deployments/prefect.yaml >"$WORK
   || { cat "$WORK/deploy.log"; exit 1; }
 step "prefect deploy" "$t"
 
-prefect worker start --pool cptflow-process --install-policy never >"$WORK/worker.log" 2>&1 &
+setsid prefect worker start --pool cptflow-process --install-policy never >"$WORK/worker.log" 2>&1 &
 PIDS+=($!)
 
 if [ "${1:-}" = "--full" ]; then

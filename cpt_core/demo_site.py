@@ -278,6 +278,8 @@ class _Names:
         self.rng = rng
         self.used: set[str] = set()
         self.kind_i: dict[str, int] = {}
+        # People get distinct first names while they last: two "Mireth ..." answers are easy to confuse.
+        self.first_names = rng.sample(_FIRST, len(_FIRST))
 
     def root(self) -> str:
         for _ in range(10_000):
@@ -289,7 +291,8 @@ class _Names:
 
     def make(self, kind: str) -> str:
         if kind == "person":
-            return f"{self.rng.choice(_FIRST)} {self.root()}"
+            first = self.first_names.pop() if self.first_names else self.rng.choice(_FIRST)
+            return f"{first} {self.root()}"
         if kind == "town":
             return self.root()
         if kind == "team":

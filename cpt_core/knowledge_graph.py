@@ -60,15 +60,19 @@ def load_facts(path: Path) -> list[Fact]:
 
 
 def qa_documents(facts: list[Fact], seed: int = 0) -> list[str]:
-    """One short document per fact: its statement, then every training question in a rotating template."""
+    """Short documents per fact: its statement alone, and each training question with its answer alone.
+
+    One question per document, on purpose: packed with the statement or with another answered question,
+    the answer could be copied from earlier in the same context, and the model would learn to copy rather
+    than to recall. Documents are shuffled before packing, so each answer has to come from the weights.
+    """
     rng = random.Random(seed)
     docs = []
     for fact in facts:
-        lines = [fact.statement]
+        docs.append(fact.statement)
         for i, question in enumerate(fact.questions):
             template = QA_TEMPLATES[(i + rng.randrange(len(QA_TEMPLATES))) % len(QA_TEMPLATES)]
-            lines.append(template.format(question=question, answer=fact.object))
-        docs.append("\n".join(lines))
+            docs.append(template.format(question=question, answer=fact.object))
     return docs
 
 

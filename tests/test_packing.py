@@ -117,6 +117,13 @@ def test_pack_mix_heldout_and_rerun(setup):
         else:
             assert any(doc[: len(piece)] == piece for doc in replay_docs), piece[:10]
             counted["replay"] += len(piece) + 1
+    # The document cut by the end of the stream counts too (whichever source it was drawn from).
+    stream = [t for seq in iter_sequences(out) for t in seq]
+    tail = tuple(stream[len(stream) - stream[::-1].index(sep):]) if sep in stream else ()
+    if tail:
+        source = "replay" if any(doc[: len(tail)] == tail for doc in replay_docs) else (
+            "synthetic_qa" if any(doc[: len(tail)] == tail for doc in synthetic) else "domain")
+        counted[source] += len(tail)
     # Every training doc is in there, except at most the one cut off by the dropped remainder.
     assert len((train_domain | synthetic) - set(pieces)) <= 1
 
