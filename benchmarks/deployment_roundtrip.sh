@@ -14,8 +14,9 @@ export PREFECT_HOME="$WORK/prefect" PREFECT_SERVER_ANALYTICS_ENABLED=false DO_NO
 PIDS=()
 cleanup() {
   # Each background command leads its own process group (setsid): the server's uvicorn child and the
-  # worker's flow-run processes go with it. SIGTERM first, SIGKILL whatever is left after 10 s.
-  for pid in "${PIDS[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  # worker's flow-run processes go with it. SIGINT (what Ctrl-C sends, which the worker handles) first,
+  # SIGKILL whatever is left after 10 s.
+  for pid in "${PIDS[@]}"; do kill -INT -- "-$pid" 2>/dev/null || true; done
   for _ in $(seq 20); do
     alive=0
     for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
@@ -33,6 +34,7 @@ PORT=$(free_port)
 t=$(date +%s.%N)
 setsid prefect server start --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
+disown  # cleanup() stops it; no job-control notice
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"
 for _ in $(seq 120); do
   curl -fsS "$PREFECT_API_URL/health" >/dev/null 2>&1 && break
@@ -52,6 +54,7 @@ step "prefect deploy" "$t"
 
 setsid prefect worker start --pool cptflow-process --install-policy never >"$WORK/worker.log" 2>&1 &
 PIDS+=($!)
+disown
 
 if [ "${1:-}" = "--full" ]; then
   PARAMS=()
