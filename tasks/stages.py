@@ -8,6 +8,7 @@ output is complete returns at once.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prefect import task
@@ -21,6 +22,7 @@ from cpt_core.extract import ExtractConfig, run_extract
 from cpt_core.packing import TokenizeConfig, run_tokenize
 from cpt_core.registry import PromoteConfig, Registry, run_promote
 from cpt_core.run_layout import RunLayout
+from cpt_core.stage import atomic_write_json
 from cpt_core.training import TrainConfig, run_train
 from tasks.reporting import PrefectProgress, publish_stage
 
@@ -72,12 +74,24 @@ def commit_dedup_task(layout: RunLayout) -> None:
 
 @task(name="resolve-base-model", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
-    """The model this run starts from: the registry's champion, or the configured base checkpoint."""
+    """The model this run starts from: the registry's champion, or the configured base checkpoint.
+
+    The choice is pinned in ``<run>/start.json`` the first time: a resumed or repeated run keeps starting
+    from the same model even after it has itself been promoted to champion.
+    """
+    pinned = layout.run / "start.json"
+    if pinned.exists():
+        start = json.loads(pinned.read_text())
+        if Path(start["model_dir"]).exists():
+            return start
     champion = Registry(layout.registry).champion() if cfg.continue_from_champion else None
     if champion and Path(champion["model_dir"]).exists():
-        return {"model_dir": champion["model_dir"], "parent": champion["run_id"], "source": cfg.source}
-    model_dir = resolve_base_model(cfg, layout.cache, progress=PrefectProgress("base-model", layout.run_id))
-    return {"model_dir": str(model_dir), "parent": cfg.source, "source": cfg.source}
+        start = {"model_dir": champion["model_dir"], "parent": champion["run_id"], "source": cfg.source}
+    else:
+        model_dir = resolve_base_model(cfg, layout.cache, progress=PrefectProgress("base-model", layout.run_id))
+        start = {"model_dir": str(model_dir), "parent": cfg.source, "source": cfg.source}
+    atomic_write_json(pinned, start)
+    return start
 
 
 @task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)

@@ -8,6 +8,7 @@ import pytest
 
 from cpt_core.curate import STEPS
 from cpt_core.demo_site import DemoSiteConfig, build_site
+from cpt_core.registry import Decision, Registry
 from cpt_core.run_layout import RunLayout
 from flows.knowledge_refresh import knowledge_refresh
 from tests.doc_files import read_docs
@@ -98,9 +99,17 @@ def test_training_evaluation_and_registry(finished_run):
 
 def test_rerun_of_a_finished_run_does_no_work(finished_run):
     config, first, layout = finished_run
+    start = json.loads((layout.run / "start.json").read_text())
+    # Even once this run's own model is the champion, a rerun keeps the model it started from.
+    results = json.loads((layout.eval / "results.json").read_text())
+    Registry(layout.registry).record(
+        "r1", layout.model / "final", results, Decision(True, ["test"]), {"parent": start["parent"]}
+    )
+    assert Registry(layout.registry).champion()["run_id"] == "r1"
     before = {p: p.stat().st_mtime_ns for p in layout.run.rglob("_manifest.json")}
     again = knowledge_refresh(config)
     assert set(again["skipped"]) == {"crawl", "extract", *(f"curate/{s}" for s in STEPS), "tokenize", "train",
                                      "evaluate", "promote"}
     after = {p: p.stat().st_mtime_ns for p in layout.run.rglob("_manifest.json")}
     assert before == after
+    assert json.loads((layout.run / "start.json").read_text()) == start
