@@ -104,8 +104,8 @@ def resolve_precision(precision: str) -> str:
         return "no"
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    # On CPU, bf16 autocast is only faster where the kernels use AMX; measured on a 2-core Xeon with
-    # avx512_bf16 it was ~1.8x *slower* than fp32 (10 s vs 5.5 s per 4x256-token SmolLM2-135M step), so
+    # On CPU, bf16 autocast is only faster where the kernels use AMX; on a 2-core Xeon with avx512_bf16 it
+    # was 1.4-1.8x *slower* than fp32 per 4x256-token SmolLM2-135M step (benchmarks/cpu_precision.py), so
     # auto means fp32 there. Ask for precision: bf16 explicitly to try it.
     return "no"
 
