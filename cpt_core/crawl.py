@@ -624,3 +624,15 @@ def commit_frontier(frontier_dir: Path, run_id: str, crawl_output: Path) -> Path
     target = Path(frontier_dir) / f"{run_id}.json"
     atomic_write_text(target, source.read_text(encoding="utf-8"))
     return target
+
+
+def crawl_against_frontier(
+    cfg: CrawlConfig, output: Path, frontier_dir: Path, run_id: str, progress: ProgressFn = no_progress
+) -> dict:
+    """One run's crawl: conditional requests against every other run's frontier, then this run's committed.
+
+    The commit comes only after the stage finished, so a crashed crawl never marks pages as seen.
+    """
+    manifest = run_crawl(cfg, output, load_frontier(frontier_dir, exclude_run=run_id), progress)
+    commit_frontier(frontier_dir, run_id, output)
+    return manifest

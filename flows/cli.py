@@ -125,10 +125,9 @@ def stage(
         return value
 
     if name is Stage.crawl:
-        from cpt_core.crawl import commit_frontier, load_frontier, run_crawl
+        from cpt_core.crawl import crawl_against_frontier
 
-        manifest = run_crawl(cfg.ingest.crawl, output, load_frontier(state / "frontier", run_id), progress)
-        commit_frontier(state / "frontier", run_id, output)
+        manifest = crawl_against_frontier(cfg.ingest.crawl, output, state / "frontier", run_id, progress)
     elif name is Stage.extract:
         from cpt_core.extract import run_extract
 

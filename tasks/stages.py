@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import task
 
 from cpt_core.base_model import BaseModelConfig, resolve_base_model
-from cpt_core.crawl import CrawlConfig, commit_frontier, load_frontier, run_crawl
+from cpt_core.crawl import CrawlConfig, crawl_against_frontier
 from cpt_core.curate import CurateConfig, run_curate_step
 from cpt_core.dedup import commit_dedup_index
 from cpt_core.evaluate import EvalConfig, run_evaluate
@@ -39,9 +39,9 @@ def _finish(stage: str, layout: RunLayout, manifest: dict) -> dict:
 
 @task(name="crawl", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def crawl_task(cfg: CrawlConfig, layout: RunLayout) -> dict:
-    frontier = load_frontier(layout.frontier_dir, exclude_run=layout.run_id)
-    manifest = run_crawl(cfg, layout.crawl, frontier, progress=PrefectProgress("crawl", layout.run_id))
-    commit_frontier(layout.frontier_dir, layout.run_id, layout.crawl)
+    manifest = crawl_against_frontier(
+        cfg, layout.crawl, layout.frontier_dir, layout.run_id, progress=PrefectProgress("crawl", layout.run_id)
+    )
     return _finish("crawl", layout, manifest)
 
 
