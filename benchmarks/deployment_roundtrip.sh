@@ -63,8 +63,8 @@ else
   python - "$WORK/tiny" <<'PY'
 import sys
 import trafilatura
-from cpt_core.base_model import build_tiny_llama
-from cpt_core.demo_site import DemoSiteConfig, build_site
+from cpt_core.train.base_model import build_tiny_llama
+from cpt_core.demo.site import DemoSiteConfig, build_site
 site = build_site(DemoSiteConfig(enabled=True, n_facts=16))
 corpus = [t for p in site.pages.values() if p.content_type.startswith("text/html")
           for t in [trafilatura.extract(p.body.decode("utf-8", "replace"))] if t]

@@ -16,15 +16,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cpt_core.base_model import BaseModelConfig
-from cpt_core.crawl import CrawlConfig
-from cpt_core.curate import CurateConfig
-from cpt_core.demo_site import DemoSiteConfig
-from cpt_core.evaluate import EvalConfig
-from cpt_core.extract import ExtractConfig
-from cpt_core.packing import TokenizeConfig
-from cpt_core.registry import PromoteConfig
-from cpt_core.training import TrainConfig
+from cpt_core.curate.pipeline import CurateConfig
+from cpt_core.data.tokenize import TokenizeConfig
+from cpt_core.demo.site import DemoSiteConfig
+from cpt_core.evaluate.registry import PromoteConfig
+from cpt_core.evaluate.stage import EvalConfig
+from cpt_core.ingest.crawl import CrawlConfig
+from cpt_core.ingest.extract import ExtractConfig
+from cpt_core.train.base_model import BaseModelConfig
+from cpt_core.train.loop import TrainConfig
 
 
 class IngestConfig(BaseModel):

@@ -23,17 +23,13 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
 from cpt_core import __version__
+from cpt_core.io import atomic_write_json, stable_json
 
 MANIFEST = "_manifest.json"
-
-
-def stable_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def config_hash(config: BaseModel | dict | None) -> str:
@@ -98,18 +94,6 @@ def stage_key(name: str, config: BaseModel | dict | None, inputs: Iterable[Path]
         "extra": extra or {},
     }
     return hashlib.sha256(stable_json(parts).encode()).hexdigest()[:16]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def run_stage(

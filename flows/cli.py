@@ -125,29 +125,29 @@ def stage(
         return value
 
     if name is Stage.crawl:
-        from cpt_core.crawl import crawl_against_frontier
+        from cpt_core.ingest.crawl import crawl_against_frontier
 
         manifest = crawl_against_frontier(cfg.ingest.crawl, output, state / "frontier", run_id, progress)
     elif name is Stage.extract:
-        from cpt_core.extract import run_extract
+        from cpt_core.ingest.extract import run_extract
 
         manifest = run_extract(cfg.ingest.extract, need(input, "input"), output, progress)
     elif name.value in ("language", "quality", "exact_dedup", "near_dedup"):
-        from cpt_core.curate import run_curate_step
+        from cpt_core.curate.pipeline import run_curate_step
 
         docs = _documents_input(need(input, "input"), output.with_name(output.name + ".input"))
         manifest = run_curate_step(name.value, cfg.curate, docs, output, state / "dedup", run_id, progress)
     elif name is Stage.tokenize:
-        from cpt_core.packing import run_tokenize
+        from cpt_core.data.tokenize import run_tokenize
 
         docs = _documents_input(need(input, "input"), output.with_name(output.name + ".input"))
         manifest = run_tokenize(cfg.tokenize, docs, need(model, "model"), output, kg, progress)
     elif name is Stage.train:
-        from cpt_core.training import run_train
+        from cpt_core.train.loop import run_train
 
         manifest = run_train(cfg.train, need(model, "model"), need(input, "input"), output, progress)
     else:
-        from cpt_core.evaluate import run_evaluate
+        from cpt_core.evaluate.stage import run_evaluate
 
         manifest = run_evaluate(
             cfg.evaluate, need(model, "model"), need(input, "input"), need(heldout, "heldout"), kg, output, progress

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect import flow
 
 from cpt_core.config import RunConfig
-from cpt_core.curate import STEPS
-from cpt_core.run_layout import RunLayout
+from cpt_core.curate.pipeline import STEPS
+from cpt_core.layout import RunLayout
 from tasks.stages import commit_dedup_task, curate_step_task
 
 

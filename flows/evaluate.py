@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from cpt_core.config import RunConfig
-from cpt_core.run_layout import RunLayout
+from cpt_core.layout import RunLayout
 from tasks.stages import evaluate_task, promote_task
 
 

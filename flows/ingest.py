@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from prefect import flow, get_run_logger
 
 from cpt_core.config import RunConfig
-from cpt_core.demo_server import serve
-from cpt_core.demo_site import build_site
-from cpt_core.run_layout import RunLayout
+from cpt_core.demo.server import serve
+from cpt_core.demo.site import build_site
+from cpt_core.layout import RunLayout
 from tasks.stages import crawl_task, extract_task
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from cpt_core.base_model import is_probably_instruct
 from cpt_core.config import RunConfig, apply_overrides, validate_config
-from cpt_core.run_layout import RunLayout
+from cpt_core.layout import RunLayout
+from cpt_core.train.base_model import is_probably_instruct
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
 from flows.ingest import demo_sources, ingest_flow

@@ -17,7 +17,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.exceptions import MissingContextError
 
-from cpt_core.report import stage_markdown, write_report
+from cpt_core.report.markdown import stage_markdown, write_report
 
 
 def artifact_key(*parts: str) -> str:
@@ -92,7 +92,7 @@ def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) ->
     """The final report: per-stage table, base vs trained, decision; loss curve and eval deltas as images."""
     import json
 
-    from cpt_core.report import eval_delta_png, loss_curve_png, run_markdown
+    from cpt_core.report.markdown import eval_delta_png, loss_curve_png, run_markdown
 
     results_path = layout.eval / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

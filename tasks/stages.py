@@ -13,17 +13,17 @@ from pathlib import Path
 
 from prefect import task
 
-from cpt_core.base_model import BaseModelConfig, resolve_base_model
-from cpt_core.crawl import CrawlConfig, crawl_against_frontier
-from cpt_core.curate import CurateConfig, run_curate_step
-from cpt_core.dedup import commit_dedup_index
-from cpt_core.evaluate import EvalConfig, run_evaluate
-from cpt_core.extract import ExtractConfig, run_extract
-from cpt_core.packing import TokenizeConfig, run_tokenize
-from cpt_core.registry import PromoteConfig, Registry, run_promote
-from cpt_core.run_layout import RunLayout
-from cpt_core.stage import atomic_write_json
-from cpt_core.training import TrainConfig, run_train
+from cpt_core.curate.dedup import commit_dedup_index
+from cpt_core.curate.pipeline import CurateConfig, run_curate_step
+from cpt_core.data.tokenize import TokenizeConfig, run_tokenize
+from cpt_core.evaluate.registry import PromoteConfig, Registry, run_promote
+from cpt_core.evaluate.stage import EvalConfig, run_evaluate
+from cpt_core.ingest.crawl import CrawlConfig, crawl_against_frontier
+from cpt_core.ingest.extract import ExtractConfig, run_extract
+from cpt_core.io import atomic_write_json
+from cpt_core.layout import RunLayout
+from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
+from cpt_core.train.loop import TrainConfig, run_train
 from tasks.reporting import PrefectProgress, publish_stage
 
 # Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way

@@ -7,9 +7,9 @@ import socket
 import pytest
 import trafilatura
 
-from cpt_core.base_model import build_tiny_llama
 from cpt_core.config import RunConfig, validate_config
-from cpt_core.demo_site import DemoSiteConfig, build_site
+from cpt_core.demo.site import DemoSiteConfig, build_site
+from cpt_core.train.base_model import build_tiny_llama
 
 SMALL_SITE = {"enabled": True, "seed": 3, "n_facts": 16, "korean_share": 0.3}
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from cpt_core.curate import STEPS
-from cpt_core.demo_site import DemoSiteConfig, build_site
-from cpt_core.registry import Decision, Registry
-from cpt_core.run_layout import RunLayout
+from cpt_core.curate.pipeline import STEPS
+from cpt_core.demo.site import DemoSiteConfig, build_site
+from cpt_core.evaluate.registry import Decision, Registry
+from cpt_core.layout import RunLayout
 from flows.knowledge_refresh import knowledge_refresh
 from tests.doc_files import read_docs
 from tests.flows.conftest import SMALL_SITE, small_config

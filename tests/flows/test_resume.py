@@ -11,8 +11,8 @@ import time
 
 import yaml
 
-from cpt_core.curate import STEPS
-from cpt_core.run_layout import RunLayout
+from cpt_core.curate.pipeline import STEPS
+from cpt_core.layout import RunLayout
 from tests.doc_files import read_docs
 from tests.flows.conftest import small_config
 

@@ -1,0 +1,257 @@
+"""Curation: language ID, quality heuristics, exact and near dedup, each a datatrove pipeline step.
+
+Each step of ``STEPS`` is its own resumable stage (``curate/<step>``) and its own datatrove pipeline:
+
+    JsonlReader(<input>/documents) -> <the step's filter> -> language tally -> JsonlWriter(documents/)
+                                          \\-> exclusion writer: dropped/ with metadata.filter_reason
+
+Separate stages rather than one long pipeline, so a crash in near dedup does not redo language ID, each
+step's output can be inspected on its own, and each step reports its own drop reasons. The cost is one
+extra JSONL read/write per step, small next to language ID and quality scoring.
+
+Language ID and quality run on the configured executor (any number of tasks); the dedup steps always run
+as one task, because "the first copy in input order is kept" needs one ordered pass.
+A disabled step copies its input documents through unchanged and still writes a manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.readers.base import BaseReader
+from pydantic import BaseModel, ConfigDict, Field
+
+from cpt_core.curate.dedup import (
+    INDEX_DIR,
+    ExactDedupConfig,
+    ExactDedupFilter,
+    NearDedupConfig,
+    NearDedupFilter,
+)
+from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
+from cpt_core.curate.quality import QualityConfig, QualityFilter
+from cpt_core.executor import ExecutorConfig, run_pipeline
+from cpt_core.layout import CURATE_STEPS as STEPS
+from cpt_core.progress import ProgressFn, no_progress
+from cpt_core.stage import read_manifest, run_stage
+
+logger = logging.getLogger(__name__)
+
+DOCS = "documents"  # same names as cpt_core.layout (which imports this module, so they are not imported)
+DROPPED = "dropped"
+LOGS = "logs"
+
+# ProgressFn callbacks cannot travel inside a pipeline (datatrove deep-copies and may pickle it), so the
+# progress step holds a token and looks the callback up here; in another process it finds none and is silent.
+_PROGRESS_CALLBACKS: dict[str, ProgressFn] = {}
+
+
+class CurateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    language: LanguageIdConfig = Field(default_factory=LanguageIdConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
+    near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+
+class LanguageTally(PipelineStep):
+    """Counts the documents passing through by ``metadata["language"]`` (stats ``language_<code>``)."""
+
+    name = "🔢 Language tally"
+    type = "📊 - STATS"
+
+    def __init__(self, progress_token: str | None = None, total: int | None = None, every_s: float = 2.0):
+        super().__init__()
+        self.progress_token = progress_token
+        self.total = total
+        self.every_s = every_s
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        progress = _PROGRESS_CALLBACKS.get(self.progress_token or "")
+        last = time.monotonic()
+        for n, doc in enumerate(data, 1):
+            self.stat_update("documents", f"language_{doc.metadata.get('language') or 'unknown'}")
+            if progress and time.monotonic() - last >= self.every_s:
+                last = time.monotonic()
+                progress(n, self.total, "documents kept")
+            yield doc
+
+
+def _reader(folder: Path):
+    from datatrove.pipeline.readers import JsonlReader
+
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"curation input {folder} does not exist: run the stage that produces it first"
+        )
+    if not any(p.is_file() for p in folder.rglob("*")):
+        # Every document was dropped upstream. datatrove's readers refuse an empty folder; an empty list
+        # as the pipeline's first element is datatrove's way to feed data directly, here none.
+        return []
+    # add_file_path=False: documents pass through unchanged, with no machine-specific paths in them.
+    return JsonlReader(str(folder), add_file_path=False)
+
+
+def _writer(folder: Path):
+    from datatrove.pipeline.writers import JsonlWriter
+
+    return JsonlWriter(str(folder))
+
+
+def _step_filter(step: str, cfg: CurateConfig, partial: Path, dedup_state: Path, run_id: str):
+    excluded = _writer(partial / DROPPED)
+    if step == "language":
+        return LanguageIdFilter(cfg.language, exclusion_writer=excluded)
+    if step == "quality":
+        return QualityFilter(cfg.quality, exclusion_writer=excluded)
+    index = partial / INDEX_DIR
+    if step == "exact_dedup":
+        return ExactDedupFilter(dedup_state, run_id, index, exclusion_writer=excluded)
+    return NearDedupFilter(cfg.near_dedup, dedup_state, run_id, index, exclusion_writer=excluded)
+
+
+def _input_count(input_dir: Path) -> int | None:
+    """The previous stage's document count, from its manifest, for progress totals."""
+    summary = (read_manifest(input_dir) or {}).get("summary") or {}
+    count = summary.get("docs_out")
+    return count if isinstance(count, int) else None
+
+
+def summarise(step: str, stats: dict, seconds: float) -> dict:
+    """datatrove per-step stats -> the stage summary (docs in/out, drop reasons, languages, rate)."""
+    docs_in = docs_out = 0
+    dropped: Counter[str] = Counter()
+    languages: dict[str, int] = {}
+    extra: dict[str, int] = {}
+    # Step names are datatrove's "<type>: <name>" (see PipelineStep.__repr__).
+    for name, metrics in stats.items():
+        if name.startswith(BaseReader.type):
+            docs_in += int(metrics.get("documents", 0))
+        elif name == f"{LanguageTally.type}: {LanguageTally.name}":
+            docs_out += int(metrics.get("documents", 0))
+            for key, value in metrics.items():
+                if key.startswith("language_"):
+                    languages[key.removeprefix("language_")] = int(value)
+        elif name.startswith(BaseFilter.type):
+            named = 0
+            for key, value in metrics.items():
+                if key.startswith("dropped_"):
+                    dropped[key.removeprefix("dropped_")] += int(value)
+                    named += int(value)
+                elif key.startswith(("earlier_", "tokenizer_fallback_")):
+                    extra[key] = int(value)
+            if int(metrics.get("dropped", 0)) > named:  # a filter that gave no reason
+                dropped["unspecified"] += int(metrics["dropped"]) - named
+    rate = docs_in / seconds if seconds > 0 else 0.0
+    n_dropped = sum(dropped.values())
+    reasons = ", ".join(f"{k} {v}" for k, v in dropped.most_common())
+    return {
+        "step": step,
+        "enabled": True,
+        "docs_in": docs_in,
+        "docs_out": docs_out,
+        "dropped": dict(sorted(dropped.items())),
+        "languages": dict(sorted(languages.items())),
+        **extra,
+        "seconds": round(seconds, 3),
+        "docs_per_s": round(rate, 1),
+        "log_line": (
+            f"curate/{step}: {docs_in} docs in, {docs_out} kept, {n_dropped} dropped"
+            + (f" ({reasons})" if reasons else "")
+            + f" in {seconds:.1f}s ({rate:.0f} docs/s)"
+        ),
+    }
+
+
+def _pass_through(step: str, input_dir: Path, partial: Path) -> dict:
+    """A disabled step: the input's document files, copied byte for byte, and counted."""
+    started = time.monotonic()
+    source = input_dir / DOCS
+    if not source.is_dir():
+        raise FileNotFoundError(
+            f"curation input {source} does not exist: run the stage that produces it first"
+        )
+    shutil.copytree(source, partial / DOCS)
+    languages: dict[str, int] = {}
+    count = 0
+    for doc in _reader(partial / DOCS)():
+        count += 1
+        lang = doc.metadata.get("language") or "unknown"
+        languages[lang] = languages.get(lang, 0) + 1
+    seconds = time.monotonic() - started
+    return {
+        "step": step,
+        "enabled": False,
+        "docs_in": count,
+        "docs_out": count,
+        "dropped": {},
+        "languages": dict(sorted(languages.items())),
+        "seconds": round(seconds, 3),
+        "docs_per_s": round(count / seconds, 1) if seconds > 0 else 0.0,
+        "log_line": f"curate/{step}: disabled, {count} docs passed through unchanged",
+    }
+
+
+def run_curate_step(
+    step: str,
+    cfg: CurateConfig,
+    input_dir: Path,
+    output: Path,
+    dedup_state: Path,
+    run_id: str,
+    progress: ProgressFn = no_progress,
+) -> dict:
+    """Run one curation step as a resumable stage; returns its manifest (``summary`` holds the counts).
+
+    ``input_dir`` holds the previous stage's ``documents/``; ``output`` receives ``documents/``,
+    ``dropped/``, ``logs/`` (datatrove's) and, for dedup steps, ``index/`` (commit it with
+    ``cpt_core.dedup.commit_dedup_index`` once the run's curation has succeeded).
+    """
+    if step not in STEPS:
+        raise ValueError(f"unknown curation step {step!r}; steps are {', '.join(STEPS)}")
+    step_cfg = getattr(cfg, step)
+    input_dir, output, dedup_state = Path(input_dir), Path(output), Path(dedup_state)
+    dedup = step in ("exact_dedup", "near_dedup")
+
+    def work(partial: Path) -> dict:
+        if not step_cfg.enabled:
+            summary = _pass_through(step, input_dir, partial)
+            logger.info(summary["log_line"])
+            return summary
+        total = _input_count(input_dir)
+        executor = cfg.executor
+        if dedup:
+            executor = executor.model_copy(update={"tasks": 1, "workers": 1})
+        token = f"{run_id}/{step}/{id(partial)}"
+        _PROGRESS_CALLBACKS[token] = progress
+        pipeline = [
+            _reader(input_dir / DOCS),
+            _step_filter(step, cfg, partial, dedup_state, run_id),
+            LanguageTally(progress_token=token, total=total),
+            _writer(partial / DOCS),
+        ]
+        progress(0, total, f"curate/{step} started")
+        started = time.monotonic()
+        try:
+            stats = run_pipeline(pipeline, partial / LOGS, executor)
+        finally:
+            _PROGRESS_CALLBACKS.pop(token, None)
+        summary = summarise(step, stats, time.monotonic() - started)
+        # Downstream stages expect the folders even when every document was dropped (or none were).
+        (partial / DOCS).mkdir(exist_ok=True)
+        (partial / DROPPED).mkdir(exist_ok=True)
+        progress(summary["docs_out"], summary["docs_out"], summary["log_line"])
+        logger.info(summary["log_line"])
+        return summary
+
+    # The dedup steps' output depends on which run they belong to (its own state entry is excluded).
+    extra_key = {"run_id": run_id} if dedup else None
+    return run_stage(f"curate/{step}", output, step_cfg, [input_dir], work, extra_key=extra_key)

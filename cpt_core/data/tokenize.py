@@ -1,0 +1,411 @@
+"""Tokenization into packed fixed-length sequences in Arrow shards, with replay and synthetic mixing.
+
+Algorithm (``run_tokenize``):
+
+1. Read the curated documents (datatrove JSONL, in sorted file order).
+2. Hold out a share of them for evaluation, chosen by a hash of the document id: the same document is held
+   out in every run and on every machine, whatever the order or the other documents, so a refresh run never
+   trains on what an earlier run evaluated on.
+3. Training text = the remaining domain documents + synthetic question/answer documents from the knowledge
+   graph (several phrasings per fact; this lifts fact recall well above articles alone) + *replay*: general
+   text sized so it makes up ``replay_ratio`` of the training tokens, which is what keeps forgetting down.
+   Domain and synthetic documents are repeated ``epochs_of_domain`` times (small domain corpora need several
+   passes; replay is not repeated more than needed), and every document is shuffled with ``seed`` so copies
+   of a document are not adjacent.
+4. Tokenize with the model's fast tokenizer (no special tokens), join documents with a separator token (the
+   model's ``<|endoftext|>`` when it has one, else eos) and cut the stream into ``seq_len`` sequences. The
+   final partial sequence is dropped and reported. Packing across document boundaries wastes no padding;
+   the trade-off is that a sequence may attend across the separator into an unrelated document, which
+   pretraining does too and which the separator teaches the model to ignore.
+5. Write Arrow IPC shards (``train/shard-00000.arrow``, one ``list<int32>`` column ``input_ids``) that the
+   trainer memory-maps, plus ``heldout/domain.jsonl`` and ``mix.json`` (the realised mix by source).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from cpt_core.data.general_text import GeneralTextConfig
+from cpt_core.io import atomic_write_json, iter_text_rows, jsonl_files, write_jsonl
+from cpt_core.progress import ProgressFn, RateMeter, no_progress
+from cpt_core.stage import run_stage
+
+logger = logging.getLogger(__name__)
+
+TRAIN_DIR = "train"
+HELDOUT_FILE = "heldout/domain.jsonl"
+MIX_FILE = "mix.json"
+SHARD_PATTERN = "shard-{:05d}.arrow"
+SCHEMA = pa.schema([pa.field("input_ids", pa.list_(pa.int32()))])
+SOURCES = ("domain", "synthetic_qa", "replay")
+ENCODE_BATCH = 256
+
+
+
+
+class TokenizeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seq_len: int = Field(256, ge=16)
+    heldout_fraction: float = Field(0.1, ge=0, lt=1, description="share of domain documents kept for evaluation")
+    heldout_max_docs: int = Field(200, ge=1)
+    replay_ratio: float = Field(0.25, ge=0, lt=1, description="share of training tokens drawn from replay text")
+    replay: GeneralTextConfig = Field(default_factory=GeneralTextConfig)
+    synthetic_qa: bool = Field(True, description="add question/answer lines synthesised from the knowledge graph")
+    epochs_of_domain: float = Field(1.0, gt=0, description="copies of the domain+synthetic tokens in the shards")
+    epochs_of_synthetic: float | None = Field(
+        None, gt=0, description="copies of the synthetic QA documents; default: epochs_of_domain"
+    )
+    shard_sequences: int = Field(4096, ge=1, description="sequences per Arrow shard")
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading documents and holding some out
+
+
+def read_documents(docs_dir: Path) -> tuple[list[dict], dict[str, int]]:
+    """Documents ``{id, text, metadata}`` from ``docs_dir/documents/*.jsonl[.gz]``, and drop counts."""
+    folder = Path(docs_dir) / "documents"
+    files = jsonl_files(folder) if folder.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"no documents to tokenize: {folder} holds no .jsonl/.jsonl.gz files")
+    docs, dropped = [], {}
+    for path in files:
+        for lineno, row in iter_text_rows(path):
+            text = row["text"]
+            if not text.strip():
+                dropped["empty_text"] = dropped.get("empty_text", 0) + 1
+                continue
+            doc_id = str(row.get("id") or f"{path.name}:{lineno}")
+            docs.append({"id": doc_id, "text": text, "metadata": row.get("metadata") or {}})
+    return docs, dropped
+
+
+def heldout_score(doc_id: str) -> float:
+    """A uniform number in [0, 1) fixed by the document id alone."""
+    return int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:15], 16) / 16**15
+
+
+def split_heldout(docs: list[dict], fraction: float, max_docs: int) -> tuple[list[dict], list[dict]]:
+    """(train, heldout): docs whose id hash falls under ``fraction``, at most ``max_docs``, >= 1 of >= 2."""
+    if fraction <= 0 or not docs:
+        return docs, []
+    ranked = sorted(range(len(docs)), key=lambda i: heldout_score(docs[i]["id"]))
+    chosen = [i for i in ranked if heldout_score(docs[i]["id"]) < fraction][:max_docs]
+    if not chosen and len(docs) >= 2:
+        chosen = ranked[:1]  # a tiny corpus still gets a domain held-out document to measure on
+    held = set(chosen)
+    return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokenizing and mixing
+
+
+def load_fast_tokenizer(tokenizer_dir: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"cannot load a tokenizer from {tokenizer_dir}: {err}") from None
+    if not tokenizer.is_fast:
+        raise ValueError(f"tokenizer in {tokenizer_dir} is not a fast (tokenizers-backed) tokenizer")
+    return tokenizer
+
+
+def separator_id(tokenizer) -> int:
+    """The document separator: ``<|endoftext|>`` when the vocabulary has it, else eos.
+
+    Instruct models often set eos to an end-of-turn token (SmolLM2-Instruct: ``<|im_end|>``) while their
+    pretraining separated documents with ``<|endoftext|>``; CPT should continue the pretraining convention.
+    """
+    vocab = tokenizer.get_vocab()
+    if "<|endoftext|>" in vocab:
+        return vocab["<|endoftext|>"]
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {tokenizer.name_or_path} has no eos token to separate documents with")
+    return tokenizer.eos_token_id
+
+
+def encode(tokenizer, texts: list[str], progress: ProgressFn = no_progress, what: str = "docs") -> list[list[int]]:
+    """Token ids of each text, no special tokens, in batches through the Rust tokenizer."""
+    backend = tokenizer.backend_tokenizer  # the HF wrapper would warn about texts longer than the model
+    out: list[list[int]] = []
+    for start in range(0, len(texts), ENCODE_BATCH):
+        batch = backend.encode_batch(texts[start : start + ENCODE_BATCH], add_special_tokens=False)
+        out.extend(enc.ids for enc in batch)
+        progress(min(start + ENCODE_BATCH, len(texts)), len(texts), f"tokenized {what}")
+    return out
+
+
+def _repeat(items: list, copies: float, rng: random.Random) -> list:
+    """``copies`` copies of ``items``: whole copies, then a random part for the fraction."""
+    whole, frac = int(copies), copies - int(copies)
+    out = items * whole
+    extra = round(frac * len(items))
+    if extra:
+        out += rng.sample(items, extra)
+    return out
+
+
+def _replay_docs(pool: list[list[int]], target_tokens: int) -> list[list[int]]:
+    """Whole replay documents in order (cycling when short) until ``target_tokens`` (+1 separator each)."""
+    if target_tokens <= 0:
+        return []
+    if not any(pool):
+        raise ValueError("replay text is empty after tokenization; check tokenize.replay.source")
+    out, used, i = [], 0, 0
+    while used < target_tokens:
+        ids = pool[i % len(pool)]
+        i += 1
+        if not ids:
+            continue
+        room = target_tokens - used - 1  # the separator after it counts too
+        if room <= 0:
+            break
+        ids = ids[:room]
+        out.append(ids)
+        used += len(ids) + 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stage
+
+
+def run_tokenize(
+    cfg: TokenizeConfig,
+    docs_dir: Path,
+    tokenizer_dir: Path,
+    output: Path,
+    knowledge_graph: Path | None = None,
+    progress: ProgressFn = no_progress,
+) -> dict:
+    """Hold out, mix, tokenize and pack the curated documents into Arrow shards under ``output``."""
+    from cpt_core.train.base_model import tokenizer_fingerprint
+
+    docs_dir, tokenizer_dir, output = Path(docs_dir), Path(tokenizer_dir), Path(output)
+    inputs = [docs_dir] + ([Path(knowledge_graph)] if knowledge_graph else [])
+    replay_path = Path(cfg.replay.source).expanduser()
+    if cfg.replay_ratio > 0 and replay_path.exists():
+        inputs.append(replay_path)  # a user's replay file is an input: editing it must redo the stage
+    extra = {"tokenizer": tokenizer_fingerprint(tokenizer_dir)}
+
+    def work(partial: Path) -> dict:
+        return _tokenize(cfg, docs_dir, tokenizer_dir, partial, knowledge_graph, progress)
+
+    return run_stage("tokenize", output, cfg, inputs, work, extra_key=extra)
+
+
+def _tokenize(
+    cfg: TokenizeConfig,
+    docs_dir: Path,
+    tokenizer_dir: Path,
+    out: Path,
+    knowledge_graph: Path | None,
+    progress: ProgressFn,
+) -> dict:
+    from cpt_core.data.general_text import general_texts
+    from cpt_core.data.knowledge_graph import load_facts, qa_documents
+
+    started = time.monotonic()
+    docs, dropped = read_documents(docs_dir)
+    train_docs, heldout = split_heldout(docs, cfg.heldout_fraction, cfg.heldout_max_docs)
+    if not train_docs:
+        raise ValueError(f"no training documents left in {docs_dir} after holding out {len(heldout)}")
+    write_jsonl(
+        [{"id": d["id"], "text": d["text"], "language": d["metadata"].get("language")} for d in heldout],
+        out / HELDOUT_FILE,
+    )
+
+    tokenizer = load_fast_tokenizer(tokenizer_dir)
+    sep = separator_id(tokenizer)
+    meter = RateMeter()
+    domain_ids = encode(tokenizer, [d["text"] for d in train_docs], progress, "domain docs")
+    rng = random.Random(cfg.seed)
+    # QA lines are short and teach facts most directly per token, so they may get more copies than articles.
+    # Each copy is rendered with its own seed, so the same question meets different answer templates: the
+    # fact is learned rather than one sentence.
+    synthetic_copies = cfg.epochs_of_synthetic if cfg.epochs_of_synthetic is not None else cfg.epochs_of_domain
+    synthetic_texts = []
+    if cfg.synthetic_qa and knowledge_graph:
+        facts = load_facts(Path(knowledge_graph))
+        whole, frac = int(synthetic_copies), synthetic_copies - int(synthetic_copies)
+        for copy in range(whole):
+            synthetic_texts += qa_documents(facts, cfg.seed + copy)
+        if frac:
+            synthetic_texts += rng.sample(qa_documents(facts, cfg.seed + whole), round(frac * len(facts)))
+    synthetic_ids = encode(tokenizer, synthetic_texts, progress, "synthetic QA docs")
+
+    core = _repeat([("domain", ids) for ids in domain_ids if ids], cfg.epochs_of_domain, rng)
+    core += [("synthetic_qa", ids) for ids in synthetic_ids if ids]
+    core_tokens = sum(len(ids) + 1 for _, ids in core)
+    # replay / (core + replay) = ratio  =>  replay = core * ratio / (1 - ratio)
+    replay_target = round(core_tokens * cfg.replay_ratio / (1 - cfg.replay_ratio)) if cfg.replay_ratio else 0
+    replay_ids: list[list[int]] = []
+    replay_pool_docs = 0
+    if replay_target:
+        pool_texts = general_texts(cfg.replay)
+        replay_pool_docs = len(pool_texts)
+        # Only tokenize as much of the pool as is needed (with margin): replay text can be large.
+        budget_chars = replay_target * 8
+        take, chars = [], 0
+        for text in pool_texts:
+            take.append(text)
+            chars += len(text)
+            if chars >= budget_chars:
+                break
+        replay_ids = _replay_docs(encode(tokenizer, take, progress, "replay docs"), replay_target)
+    stream_docs = core + [("replay", ids) for ids in replay_ids]
+    rng.shuffle(stream_docs)
+    meter.add(sum(len(ids) for ids in domain_ids) + sum(len(ids) for ids in synthetic_ids))
+    meter.add(sum(len(ids) for ids in replay_ids))
+
+    # Join with the separator after every document, then cut into seq_len rows.
+    lengths = np.array([len(ids) + 1 for _, ids in stream_docs], dtype=np.int64)
+    total = int(lengths.sum())
+    n_seq = total // cfg.seq_len
+    if n_seq == 0:
+        raise ValueError(f"only {total} training tokens: fewer than one sequence of seq_len={cfg.seq_len}")
+    kept = n_seq * cfg.seq_len
+    flat = np.empty(total, dtype=np.int32)
+    tokens_by_source = dict.fromkeys(SOURCES, 0)
+    docs_by_source = dict.fromkeys(SOURCES, 0)
+    pos = 0
+    for (source, ids), length in zip(stream_docs, lengths, strict=True):
+        flat[pos : pos + length - 1] = ids
+        flat[pos + length - 1] = sep
+        # Count only what lands in kept sequences, so the mix describes exactly what is trained on.
+        tokens_by_source[source] += int(max(0, min(length, kept - pos)))
+        docs_by_source[source] += 1
+        pos += int(length)
+    shards = write_shards(flat[:kept].reshape(n_seq, cfg.seq_len), out / TRAIN_DIR, cfg.shard_sequences)
+
+    mix = {k: round(v / kept, 4) for k, v in tokens_by_source.items()}
+    tpb = _tokens_per_byte(train_docs, domain_ids)
+    seconds = time.monotonic() - started
+    summary = {
+        "docs_in": len(docs) + sum(dropped.values()),
+        "docs_out": len(train_docs),
+        "dropped": dropped,
+        "heldout_docs": len(heldout),
+        "docs_by_source": {**docs_by_source, "replay_pool": replay_pool_docs},
+        "tokens_by_source": tokens_by_source,
+        "mix": mix,
+        "replay_ratio_target": cfg.replay_ratio,
+        "epochs_of_domain": cfg.epochs_of_domain,
+        "sequences": n_seq,
+        "seq_len": cfg.seq_len,
+        "shards": shards,
+        "train_tokens": kept,
+        "tokens_dropped_remainder": total - kept,
+        "separator_id": sep,
+        "tokens_per_byte": tpb,
+        "tokens_per_s": round(meter.rate, 1),
+        "seconds": round(seconds, 2),
+    }
+    summary["log_line"] = (
+        f"packed {n_seq} sequences of {cfg.seq_len} tokens ({kept} tokens: domain {mix['domain']:.0%}, "
+        f"synthetic QA {mix['synthetic_qa']:.0%}, replay {mix['replay']:.0%}) from {len(train_docs)} domain "
+        f"docs ({len(heldout)} held out); tokenized {meter.line('tokens')}"
+    )
+    atomic_write_json(out / MIX_FILE, summary)
+    logger.info(summary["log_line"])
+    return summary
+
+
+def _tokens_per_byte(docs: list[dict], ids: list[list[int]]) -> dict:
+    """Tokens per UTF-8 byte of domain text, overall and per language (metadata['language'])."""
+    totals: dict[str, list[int]] = {}
+    for doc, doc_ids in zip(docs, ids, strict=True):
+        nbytes = len(doc["text"].encode("utf-8"))
+        for key in ("all", doc["metadata"].get("language")):
+            if key:
+                pair = totals.setdefault(str(key), [0, 0])
+                pair[0] += len(doc_ids)
+                pair[1] += nbytes
+    return {k: round(t / b, 4) for k, (t, b) in sorted(totals.items()) if b}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Arrow shards
+
+
+def write_shards(rows: np.ndarray, folder: Path, shard_sequences: int) -> int:
+    """Write ``rows`` (n, seq_len) int32 as Arrow IPC files of ``shard_sequences`` rows; returns the count."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n, seq_len = rows.shape
+    shards = 0
+    for start in range(0, n, shard_sequences):
+        chunk = np.ascontiguousarray(rows[start : start + shard_sequences], dtype=np.int32)
+        offsets = pa.array(np.arange(0, chunk.size + 1, seq_len, dtype=np.int32))
+        column = pa.ListArray.from_arrays(offsets, pa.array(chunk.reshape(-1)))
+        with pa.OSFile(str(folder / SHARD_PATTERN.format(shards)), "wb") as sink:
+            with pa.ipc.new_file(sink, SCHEMA) as writer:
+                writer.write_batch(pa.record_batch([column], schema=SCHEMA))
+        shards += 1
+    return shards
+
+
+def shard_paths(tokens_dir: Path) -> list[Path]:
+    """The shard files of a tokens folder (or of its ``train/`` folder given directly)."""
+    tokens_dir = Path(tokens_dir)
+    folder = tokens_dir / TRAIN_DIR if (tokens_dir / TRAIN_DIR).is_dir() else tokens_dir
+    paths = sorted(folder.glob("shard-*.arrow"))
+    if not paths:
+        raise FileNotFoundError(f"no Arrow shards (shard-*.arrow) in {folder}: run the tokenize stage first")
+    return paths
+
+
+def _read_rows(path: Path) -> np.ndarray:
+    """A shard as an (n, seq_len) int32 array backed by the memory-mapped file (no copy)."""
+    # Not closed here: the arrays below are views into the mapping, which lives as long as they do.
+    table = pa.ipc.open_file(pa.memory_map(str(path), "r")).read_all()
+    column = table.column("input_ids").combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, 0), dtype=np.int32)
+    values = column.values.to_numpy(zero_copy_only=True)
+    return values.reshape(len(column), -1)
+
+
+class PackedSequences:
+    """Map-style dataset over the shards: ``ds[i]`` is sequence ``i`` as an int64 numpy array.
+
+    Implements ``__len__``/``__getitem__``, which is all ``torch.utils.data`` needs, without importing torch
+    here. Shards are memory-mapped, so a large token set costs no RAM until it is read.
+    """
+
+    def __init__(self, tokens_dir: Path) -> None:
+        self.shards = [_read_rows(p) for p in shard_paths(tokens_dir)]
+        lengths = {s.shape[1] for s in self.shards if len(s)}
+        if len(lengths) > 1:
+            raise ValueError(f"shards in {tokens_dir} have different sequence lengths: {sorted(lengths)}")
+        self.seq_len = lengths.pop() if lengths else 0
+        self.starts = np.cumsum([0] + [len(s) for s in self.shards])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sequence {index} out of range ({len(self)} sequences)")
+        index %= len(self)
+        shard = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.shards[shard][index - self.starts[shard]].astype(np.int64)
+
+
+def iter_sequences(tokens_dir: Path) -> Iterator[list[int]]:
+    """Every packed sequence, in shard order, as a list of token ids."""
+    for path in shard_paths(tokens_dir):
+        yield from _read_rows(path).tolist()
+

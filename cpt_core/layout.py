@@ -1,0 +1,103 @@
+"""Where everything of a run lives.
+
+    <root>/runs/<run_id>/sources/            inputs made for this run (the demo's knowledge graph)
+                        ingest/crawl/        WARC files + fetch log (frontier updates of this run)
+                        ingest/extract/      documents/ (datatrove JSONL) + dropped/
+                        curate/<step>/       documents/ + dropped/ per curation step
+                        tokens/              train/*.arrow packed shards, heldout/, mix report
+                        model/               final/ (save_pretrained), checkpoints/, metrics.jsonl
+                        eval/                results.json (base vs trained)
+                        report/              markdown reports and plots
+    <root>/state/frontier/<run_id>.json      what each run fetched (ETag, Last-Modified, content hash)
+    <root>/state/dedup/<run_id>/             hashes and MinHash signatures of each run's accepted documents
+    <root>/state/registry.json               champion pointer and lineage
+    <root>/cache/                            converted base models and other reusable downloads
+
+State written by a run is kept per run id and merged on read, excluding the reading run's own entry: a
+stage redone after a crash therefore never deduplicates a document against itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CURATE_STEPS = ("language", "quality", "exact_dedup", "near_dedup")
+STEPS = CURATE_STEPS
+DOCS = "documents"
+DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+    run_id: str
+
+    @classmethod
+    def create(cls, root: str | Path, run_id: str) -> RunLayout:
+        layout = cls(Path(root).expanduser().resolve(), run_id)
+        layout.run.mkdir(parents=True, exist_ok=True)
+        layout.state.mkdir(parents=True, exist_ok=True)
+        return layout
+
+    @property
+    def run(self) -> Path:
+        return self.root / "runs" / self.run_id
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def sources(self) -> Path:
+        return self.run / "sources"
+
+    @property
+    def crawl(self) -> Path:
+        return self.run / "ingest" / "crawl"
+
+    @property
+    def extract(self) -> Path:
+        return self.run / "ingest" / "extract"
+
+    def curate_step(self, step: str) -> Path:
+        if step not in STEPS:
+            raise ValueError(f"unknown curation step {step!r}; steps are {', '.join(STEPS)}")
+        return self.run / "curate" / step
+
+    @property
+    def curated(self) -> Path:
+        """The folder holding the last curation step's output."""
+        return self.curate_step(STEPS[-1])
+
+    @property
+    def tokens(self) -> Path:
+        return self.run / "tokens"
+
+    @property
+    def model(self) -> Path:
+        return self.run / "model"
+
+    @property
+    def eval(self) -> Path:
+        return self.run / "eval"
+
+    @property
+    def report(self) -> Path:
+        return self.run / "report"
+
+    @property
+    def frontier_dir(self) -> Path:
+        return self.state / "frontier"
+
+    @property
+    def dedup_dir(self) -> Path:
+        return self.state / "dedup"
+
+    @property
+    def registry(self) -> Path:
+        return self.state / "registry.json"

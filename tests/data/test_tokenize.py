@@ -1,0 +1,202 @@
+"""Tokenize stage: held-out split, mixing, packing into Arrow shards, rerun skipping."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from datatrove.data import Document
+from datatrove.pipeline.writers import JsonlWriter
+from transformers import AutoTokenizer
+
+from cpt_core.data.general_text import general_texts
+from cpt_core.data.knowledge_graph import Fact, qa_documents, save_facts
+from cpt_core.data.tokenize import (
+    GeneralTextConfig,
+    PackedSequences,
+    TokenizeConfig,
+    iter_sequences,
+    read_documents,
+    run_tokenize,
+    split_heldout,
+)
+from cpt_core.train.base_model import build_tiny_llama
+
+REPLAY = GeneralTextConfig(source="stdlib-docstrings", max_chars=30_000)
+EN = [
+    f"Record {i}. The guild of {['weavers', 'smiths', 'potters', 'masons'][i % 4]} in Alder met on day {i} "
+    f"and agreed a price of {i * 7} pennies for each {['bolt', 'blade', 'jar', 'stone'][i % 4]}. "
+    f"Minutes were kept by clerk number {i % 9}." * (1 + i % 3)
+    for i in range(36)
+]
+KO = [f"기록 {i}. 올더 마을의 장터는 {i}일에 열렸고 상인들은 소금과 양모를 팔았다." for i in range(4)]
+
+
+def _facts() -> list[Fact]:
+    return [
+        Fact(
+            id=f"f{i}",
+            subject=f"Town {i}",
+            relation="mayor",
+            object=f"Mayor{i}",
+            object_type="person",
+            date="2024-01-01",
+            statement=f"The mayor of Town {i} is Mayor{i}.",
+            questions=[f"Who is the mayor of Town {i}?", f"Town {i} is led by whom?"],
+            probe_question=f"Name the person who governs Town {i}.",
+        )
+        for i in range(6)
+    ]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pack")
+    tokenizer_dir = build_tiny_llama(root / "tiny", EN + KO + general_texts(REPLAY), vocab_size=400, seq_len=32)
+    docs = root / "curated"
+    with JsonlWriter(str(docs / "documents")) as writer:
+        for i, text in enumerate(EN + KO):
+            lang = "ko" if i >= len(EN) else "en"
+            writer.write(Document(text=text, id=f"doc-{i}", metadata={"language": lang}), rank=0)
+    kg = root / "facts.jsonl"
+    save_facts(_facts(), kg)
+    return root, docs, tokenizer_dir, kg
+
+
+def _pieces(tokens_dir: Path, sep: int) -> list[tuple[int, ...]]:
+    """The packed stream split at separators (the partial document after the last separator left out)."""
+    stream = [t for seq in iter_sequences(tokens_dir) for t in seq]
+    pieces, current = [], []
+    for t in stream:
+        if t == sep:
+            pieces.append(tuple(current))
+            current = []
+        else:
+            current.append(t)
+    return pieces
+
+
+def test_pack_mix_heldout_and_rerun(setup):
+    root, docs, tokenizer_dir, kg = setup
+    cfg = TokenizeConfig(seq_len=32, replay_ratio=0.25, replay=REPLAY, shard_sequences=50, heldout_fraction=0.1)
+    out = root / "tokens"
+    calls = []
+    manifest = run_tokenize(cfg, docs, tokenizer_dir, out, kg, progress=lambda d, t, m: calls.append(m))
+    s = manifest["summary"]
+    assert not manifest["skipped"] and calls
+
+    # Every sequence exactly seq_len, in several shards, memory-mapped reader agrees with the iterator.
+    seqs = list(iter_sequences(out))
+    assert len(seqs) == s["sequences"] > 50 and all(len(q) == 32 for q in seqs)
+    assert len(list((out / "train").glob("shard-*.arrow"))) == s["shards"] == -(-len(seqs) // 50)
+    ds = PackedSequences(out)
+    assert len(ds) == len(seqs) and ds[7].tolist() == seqs[7] and ds[-1].tolist() == seqs[-1]
+    assert s["train_tokens"] == 32 * len(seqs) and 0 <= s["tokens_dropped_remainder"] < 32
+
+    # Held-out docs: 10 % by id hash, written with their language, never in the training stream.
+    heldout = [json.loads(line) for line in (out / "heldout" / "domain.jsonl").read_text().splitlines()]
+    assert s["heldout_docs"] == len(heldout) >= 1 and s["docs_out"] + len(heldout) == len(EN + KO)
+    assert all(set(row) == {"id", "text", "language"} for row in heldout)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    sep = tok.eos_token_id
+    enc = lambda text: tuple(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    pieces = _pieces(out, sep)
+    heldout_ids = {enc(row["text"]) for row in heldout}
+    train_domain = {enc(t) for i, t in enumerate(EN + KO) if f"doc-{i}" not in {r["id"] for r in heldout}}
+    synthetic = {enc(t) for t in qa_documents(_facts(), cfg.seed)}
+    replay_docs = [enc(t) for t in general_texts(REPLAY)]
+    assert not heldout_ids & set(pieces)
+
+    # EOS separates whole documents: every complete piece is a domain doc, a QA doc or a replay doc prefix.
+    counted = {"domain": 0, "synthetic_qa": 0, "replay": 0}
+    for piece in pieces[1:]:
+        if piece in train_domain:
+            counted["domain"] += len(piece) + 1
+        elif piece in synthetic:
+            counted["synthetic_qa"] += len(piece) + 1
+        else:
+            assert any(doc[: len(piece)] == piece for doc in replay_docs), piece[:10]
+            counted["replay"] += len(piece) + 1
+    # The document cut by the end of the stream counts too (whichever source it was drawn from).
+    stream = [t for seq in iter_sequences(out) for t in seq]
+    tail = tuple(stream[len(stream) - stream[::-1].index(sep):]) if sep in stream else ()
+    if tail:
+        source = "replay" if any(doc[: len(tail)] == tail for doc in replay_docs) else (
+            "synthetic_qa" if any(doc[: len(tail)] == tail for doc in synthetic) else "domain")
+        counted[source] += len(tail)
+    # Every training doc is in there, except at most the one cut off by the dropped remainder.
+    assert len((train_domain | synthetic) - set(pieces)) <= 1
+
+    # The realised mix is reported and matches the stream; replay is close to the requested ratio.
+    total = sum(counted.values())
+    assert abs(counted["replay"] / total - 0.25) < 0.03
+    assert abs(s["mix"]["replay"] - 0.25) < 0.03 and s["mix"]["synthetic_qa"] > 0
+    assert abs(s["mix"]["domain"] - counted["domain"] / total) < 0.03
+    assert set(s["tokens_per_byte"]) == {"all", "en", "ko"} and s["tokens_per_byte"]["ko"] > s["tokens_per_byte"]["en"]
+    assert json.loads((out / "mix.json").read_text())["mix"] == s["mix"]
+    assert "replay 25%" in s["log_line"] and s["separator_id"] == sep
+
+    # Rerun: skipped. Another tokenizer: redone.
+    assert run_tokenize(cfg, docs, tokenizer_dir, out, kg)["skipped"]
+    other_tok = build_tiny_llama(root / "tiny2", EN, vocab_size=300, seq_len=32)
+    assert not run_tokenize(cfg, docs, other_tok, out, kg)["skipped"]
+
+
+def test_heldout_split_is_by_id_capped_and_order_free():
+    docs = [{"id": f"d{i}", "text": "x", "metadata": {}} for i in range(400)]
+    train, held = split_heldout(docs, 0.1, 200)
+    assert 20 < len(held) < 60 and len(train) + len(held) == 400
+    train_r, held_r = split_heldout(list(reversed(docs)), 0.1, 200)
+    assert {d["id"] for d in held_r} == {d["id"] for d in held}
+    # With more documents, an earlier document's fate does not change.
+    _, held_more = split_heldout(docs + [{"id": f"e{i}", "text": "x", "metadata": {}} for i in range(50)], 0.1, 200)
+    assert {d["id"] for d in held} <= {d["id"] for d in held_more}
+    assert len(split_heldout(docs, 0.5, 7)[1]) == 7
+    assert len(split_heldout(docs[:2], 0.0001, 5)[1]) == 1  # a tiny corpus still gets one
+    assert split_heldout(docs, 0.0, 5)[1] == []
+
+
+def test_domain_epochs_repeat_shuffled_without_replay(setup):
+    root, docs, tokenizer_dir, _ = setup
+    base = TokenizeConfig(seq_len=32, replay_ratio=0.0, heldout_fraction=0.1)
+    one = run_tokenize(base, docs, tokenizer_dir, root / "e1")["summary"]
+    twice = run_tokenize(base.model_copy(update={"epochs_of_domain": 2.5}), docs, tokenizer_dir, root / "e25")
+    s = twice["summary"]
+    assert s["mix"]["replay"] == 0 and s["tokens_by_source"]["replay"] == 0
+    assert s["docs_by_source"]["domain"] == round(2.5 * one["docs_by_source"]["domain"])
+    assert 2.2 < s["train_tokens"] / one["train_tokens"] < 2.8
+    sep = AutoTokenizer.from_pretrained(tokenizer_dir).eos_token_id
+    pieces = _pieces(root / "e25", sep)
+    adjacent = sum(a == b for a, b in zip(pieces, pieces[1:], strict=False))
+    assert adjacent < len(pieces) // 10  # shuffled: copies of a document are not laid side by side
+
+
+def test_synthetic_qa_can_get_its_own_number_of_copies(setup):
+    root, docs, tokenizer_dir, kg = setup
+    base = TokenizeConfig(seq_len=32, replay_ratio=0.0, epochs_of_domain=1.0)
+    same = run_tokenize(base, docs, tokenizer_dir, root / "s1", knowledge_graph=kg)["summary"]
+    more = run_tokenize(
+        base.model_copy(update={"epochs_of_synthetic": 3.0}), docs, tokenizer_dir, root / "s3", knowledge_graph=kg
+    )["summary"]
+    assert more["docs_by_source"]["domain"] == same["docs_by_source"]["domain"]
+    assert more["docs_by_source"]["synthetic_qa"] == 3 * same["docs_by_source"]["synthetic_qa"]
+    ratio = more["tokens_by_source"]["synthetic_qa"] / same["tokens_by_source"]["synthetic_qa"]
+    assert 2.7 < ratio < 3.3  # each copy has its own template draw, so lengths differ a little
+
+
+def test_bad_input_is_named(tmp_path, setup):
+    _, _, tokenizer_dir, _ = setup
+    with pytest.raises(FileNotFoundError, match="no .jsonl"):
+        run_tokenize(TokenizeConfig(), tmp_path, tokenizer_dir, tmp_path / "out")
+    folder = tmp_path / "bad" / "documents"
+    folder.mkdir(parents=True)
+    with gzip.open(folder / "00000.jsonl.gz", "wt") as fh:
+        fh.write(json.dumps({"id": "a", "text": "fine text"}) + "\n")
+        fh.write(json.dumps({"id": "b", "text": "   "}) + "\n")
+    assert read_documents(tmp_path / "bad")[1] == {"empty_text": 1}
+    with gzip.open(folder / "00001.jsonl.gz", "wt") as fh:
+        fh.write("{not json\n")
+    with pytest.raises(ValueError, match=r"00001.jsonl.gz:1: not valid JSON"):
+        read_documents(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="no Arrow shards"):
+        list(iter_sequences(tmp_path))

@@ -1,0 +1,362 @@
+"""The crawler against a tiny site served from a thread: every URL accounted for, WARCs, frontier, reruns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+
+from cpt_core.ingest import crawl as crawl_mod
+from cpt_core.ingest.crawl import CrawlConfig, commit_frontier, load_frontier, normalise_url, run_crawl
+
+KO_TEXT = "대한민국의 수도 서울에서는 오늘 새로운 시립 도서관이 문을 열었다. 시민들은 개관 첫날부터 많은 책을 빌려 갔다."
+EUCKR_TEXT = "부산 해운대 해수욕장은 올여름 역대 가장 많은 방문객을 맞았다. 시는 안전 요원을 두 배로 늘렸다."
+LOREM = "The quick brown fox jumps over the lazy dog near the river bank while the sun sets slowly. " * 3
+
+
+def _page(title: str, body: str, links: list[str] = (), head: str = "") -> str:
+    anchors = "".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
+    return (
+        f"<html><head><title>{title}</title>{head}</head><body><nav><ul>{anchors}</ul></nav>"
+        f"<article><h1>{title}</h1><p>{body}</p></article></body></html>"
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Site:
+    """Routes of the test site; ``hits`` counts requests per path."""
+
+    def __init__(self) -> None:
+        self.closed_port = _closed_port()
+        self.hits: Counter[str] = Counter()
+        self.base = ""
+
+    def routes(self) -> dict[str, tuple[int, str, bytes]]:
+        index_links = [
+            "/a", "/b", "/missing", "/slow", "/doc.pdf", "/empty", "/private/secret", "/ko-utf8", "/ko-euckr",
+            "/old", "/flaky", "/big", "http://offsite.invalid/page", f"http://127.0.0.1:{self.closed_port}/",
+            "/a#top", "mailto:someone@example.com",
+        ]  # fmt: skip
+        html = "text/html; charset=utf-8"
+        euckr_head = '<meta http-equiv="Content-Type" content="text/html; charset=euc-kr">'
+        return {
+            "/robots.txt": (200, "text/plain", b"User-agent: *\nDisallow: /private/\n"),
+            "/": (200, html, _page("Home", LOREM, index_links).encode()),
+            "/a": (
+                200,
+                html,
+                _page(
+                    "Page A",
+                    "Alpha " + LOREM,
+                    ["/b", "/", "/a/deep"],
+                    head='<meta property="article:published_time" content="2024-03-05">',
+                ).encode(),
+            ),  # fmt: skip
+            "/b": (200, html, _page("Page B", "Bravo " + LOREM).encode()),
+            "/a/deep": (200, html, _page("Deep", "Deep " + LOREM, ["/a/deeper"]).encode()),
+            "/a/deeper": (200, html, _page("Deeper", "Deeper " + LOREM, ["/a/deepest"]).encode()),
+            "/a/deepest": (200, html, _page("Deepest", LOREM).encode()),
+            "/private/secret": (200, html, _page("Secret", LOREM).encode()),
+            "/doc.pdf": (200, "application/pdf", b"%PDF-1.4\n%binary\n"),
+            "/empty": (200, "text/html", b""),
+            "/ko-utf8": (200, "text/html; charset=iso-8859-1", _page("서울", KO_TEXT).encode("utf-8")),
+            "/ko-euckr": (200, "text/html", _page("부산", EUCKR_TEXT, head=euckr_head).encode("euc-kr")),
+            "/flaky": (200, html, _page("Flaky", "Flaky " + LOREM).encode()),
+            "/sitemap.xml": (
+                200,
+                "application/xml",
+                (
+                    '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+                    f"<url><loc>{self.base}/b</loc></url><url><loc>{self.base}/ko-utf8</loc></url></urlset>"
+                ).encode(),
+            ),
+        }
+
+
+def _handler(site: Site):
+    routes = site.routes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep test output quiet
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path
+            site.hits[path] += 1
+            try:
+                if path == "/slow":
+                    time.sleep(1.0)  # longer than the crawl's 0.5 s timeout
+                    return self._send(200, "text/html", b"<html><body>late</body></html>")
+                if path == "/old":
+                    self.send_response(301)
+                    self.send_header("Location", "/a")
+                    self.end_headers()
+                    return None
+                if path == "/flaky" and site.hits[path] == 1:
+                    return self._send(503, "text/plain", b"try again")
+                if path == "/big":  # no Content-Length: the crawler must stop reading at max_bytes itself
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.end_headers()
+                    self.wfile.write(b"<html><body>" + b"x" * 300_000 + b"</body></html>")
+                    return None
+                if path not in routes:
+                    return self._send(404, "text/html", b"<html><body>not here</body></html>")
+                status, ctype, body = routes[path]
+                etag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
+                if self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return None
+                return self._send(status, ctype, body, etag)
+            except (BrokenPipeError, ConnectionResetError):
+                return None  # the client gave up (timeout test)
+
+        def _send(self, status: int, ctype: str, body: bytes, etag: str | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            if etag:
+                self.send_header("ETag", etag)
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def site():
+    site = Site()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
+    site.base = f"http://127.0.0.1:{server.server_address[1]}"
+    server.RequestHandlerClass = _handler(site)  # routes that embed the base URL (sitemap)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield site
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_backoff():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(crawl_mod, "BACKOFF_S", 0.01)
+        yield
+
+
+def _cfg(site: Site, **kw) -> CrawlConfig:
+    defaults = dict(seed_urls=[site.base + "/"], max_depth=3, timeout_s=0.5, retries=1, max_bytes=200_000)
+    return CrawlConfig(**(defaults | kw))
+
+
+def _log(out: Path) -> dict[str, dict]:
+    rows = [json.loads(line) for line in (out / "fetch_log.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["url"] for r in rows}), "a URL was logged twice"
+    return {r["url"]: r for r in rows}
+
+
+def _warc_responses(out: Path) -> list[tuple[str, str, bytes]]:
+    found = []
+    for path in sorted((out / "warc").glob("*.warc.gz")):
+        with open(path, "rb") as fh:
+            for record in ArchiveIterator(fh):
+                if record.rec_type == "response":
+                    found.append(
+                        (
+                            record.rec_headers.get_header("WARC-Target-URI"),
+                            record.rec_headers.get_header("WARC-Identified-Payload-Type"),
+                            record.content_stream().read(),
+                        )
+                    )
+    return found
+
+
+@pytest.fixture(scope="module")
+def first_crawl(site, tmp_path_factory):
+    out = tmp_path_factory.mktemp("crawl1") / "crawl"
+    manifest = run_crawl(_cfg(site), out, {})
+    return out, manifest
+
+
+FETCHED = ["/", "/a", "/b", "/ko-utf8", "/ko-euckr", "/flaky", "/a/deep", "/a/deeper"]
+
+
+def test_every_url_is_accounted_for(site, first_crawl):
+    out, manifest = first_crawl
+    log = _log(out)
+    b = site.base
+    expected = {
+        b + "/": "fetched",
+        b + "/a": "fetched",
+        b + "/b": "fetched",
+        b + "/a/deep": "fetched",
+        b + "/a/deeper": "fetched",
+        b + "/flaky": "fetched",  # a 503 first, then retried
+        b + "/ko-utf8": "fetched",
+        b + "/ko-euckr": "fetched",
+        b + "/missing": "http_404",
+        b + "/slow": "timeout",
+        b + "/doc.pdf": "non_html",
+        b + "/empty": "empty",
+        b + "/private/secret": "robots",
+        b + "/old": "redirect",
+        b + "/big": "too_large",
+        "http://offsite.invalid/page": "offsite",
+        f"http://127.0.0.1:{site.closed_port}/": "unreachable",
+    }
+    assert {url: row["reason"] for url, row in log.items()} == expected
+    assert log[b + "/doc.pdf"]["content_type"] == "application/pdf"
+    assert log[b + "/missing"]["status"] == 404
+    assert log[b + "/a/deeper"]["depth"] == 3
+    assert site.hits["/private/secret"] == 0, "robots.txt disallow was not honoured"
+    assert site.hits["/flaky"] == 2
+    summary = manifest["summary"]
+    assert summary["fetched"] == 8 and summary["redirected"] == 1
+    assert summary["dropped"] == {
+        "empty": 1, "http_404": 1, "non_html": 1, "offsite": 1, "robots": 1, "timeout": 1, "too_large": 1,
+        "unreachable": 1,
+    }  # fmt: skip
+    assert summary["fetched"] + summary["redirected"] + sum(summary["dropped"].values()) == len(log)
+    assert summary["not_visited"] == {"max_depth": 1, "max_pages": 0}  # /a/deepest
+    assert "8 pages fetched" in summary["log_line"]
+
+
+def test_warc_records_are_html_responses(site, first_crawl):
+    out, _ = first_crawl
+    records = _warc_responses(out)
+    urls = [url for url, _, _ in records]
+    assert sorted(urls) == sorted(site.base + p for p in FETCHED)
+    assert all(mime == "text/html" for _, mime, _ in records)
+    payloads = dict((url, body) for url, _, body in records)
+    assert KO_TEXT.encode("utf-8") in payloads[site.base + "/ko-utf8"]
+    assert EUCKR_TEXT.encode("euc-kr") in payloads[site.base + "/ko-euckr"]
+    frontier = json.loads((out / "frontier.json").read_text())
+    assert set(frontier) == set(urls)
+    entry = frontier[site.base + "/a"]
+    assert entry["etag"] and entry["sha256"] == hashlib.sha256(payloads[site.base + "/a"]).hexdigest()
+
+
+def test_rerun_is_skipped_and_output_is_deterministic(site, first_crawl, tmp_path):
+    out, manifest = first_crawl
+    again = run_crawl(_cfg(site), out, {})
+    assert again["skipped"] is True and again["key"] == manifest["key"]
+
+    other = tmp_path / "crawl"
+    run_crawl(_cfg(site), other, {})
+
+    def strip(rows: dict) -> list:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows.values()]
+
+    assert strip(_log(out)) == strip(_log(other))
+    assert [(u, b) for u, _, b in _warc_responses(out)] == [(u, b) for u, _, b in _warc_responses(other)]
+
+
+def test_second_crawl_with_frontier_counts_unchanged(site, first_crawl, tmp_path):
+    out, first = first_crawl
+    state = tmp_path / "state" / "frontier"
+    commit_frontier(state, "run1", out)
+    assert load_frontier(state, exclude_run="run1") == {}, "a run must not see its own frontier"
+    frontier = load_frontier(state, exclude_run="run2")
+    assert set(frontier) == set(json.loads((out / "frontier.json").read_text()))
+
+    second = run_crawl(_cfg(site), tmp_path / "crawl2", frontier)
+    assert second["skipped"] is False and second["key"] != first["key"]
+    summary = second["summary"]
+    assert summary["fetched"] == 0
+    assert summary["dropped"]["unchanged"] == 8
+    log = _log(tmp_path / "crawl2")
+    # pages below an unchanged (304) page are still visited through the links remembered in the frontier
+    assert log[site.base + "/a/deeper"]["reason"] == "unchanged"
+    assert log[site.base + "/a/deeper"]["status"] == 304
+    assert log[site.base + "/missing"]["reason"] == "http_404"
+    assert _warc_responses(tmp_path / "crawl2") == []
+
+    revisit = run_crawl(_cfg(site, revisit_unchanged=True), tmp_path / "crawl3", frontier)
+    assert revisit["summary"]["fetched"] == 8 and "unchanged" not in revisit["summary"]["dropped"]
+
+
+def test_load_frontier_later_runs_win(tmp_path):
+    folder = tmp_path / "frontier"
+    folder.mkdir()
+    (folder / "r1.json").write_text(json.dumps({"u": {"etag": "old"}, "v": {"etag": "v1"}}))
+    time.sleep(0.01)
+    (folder / "r2.json").write_text(json.dumps({"u": {"etag": "new"}}))
+    assert load_frontier(folder, exclude_run="r3") == {"u": {"etag": "new"}, "v": {"etag": "v1"}}
+    assert load_frontier(folder, exclude_run="r2") == {"u": {"etag": "old"}, "v": {"etag": "v1"}}
+    (folder / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_frontier(folder, exclude_run="r3")
+    with pytest.raises(FileNotFoundError, match="frontier.json"):
+        commit_frontier(folder, "r4", tmp_path / "no-crawl")
+
+
+def test_sitemap_seeds_and_page_limit(site, tmp_path):
+    cfg = _cfg(site, seed_urls=[], sitemaps=[site.base + "/sitemap.xml"], max_depth=0)
+    summary = run_crawl(cfg, tmp_path / "crawl", {})["summary"]
+    assert summary["fetched"] == 2
+    assert list(_log(tmp_path / "crawl")) == [site.base + "/b", site.base + "/ko-utf8"]
+    assert "2 pages" in summary["sitemaps"][site.base + "/sitemap.xml"]
+
+    limited = run_crawl(_cfg(site, max_pages=2), tmp_path / "limited", {})["summary"]
+    assert limited["requests"] == 2 and limited["not_visited"]["max_pages"] > 0
+
+
+def test_warc_files_rotate(tmp_path):
+    res = crawl_mod._Response(status_line="200 OK", headers=[("Content-Type", "text/html")], mime="text/html")
+    warc = crawl_mod._WarcFiles(tmp_path / "warc", rotate_bytes=1)
+    for i in range(2):
+        res.body = f"<html><body>page {i}</body></html>".encode()
+        warc.write(f"http://example.com/{i}", res, "2025-01-01T00:00:00Z")
+    warc.close()
+    assert warc.names == [f"warc/crawl-0000{i}.warc.gz" for i in range(3)]
+    assert [u for u, _, _ in _warc_responses(tmp_path)] == ["http://example.com/0", "http://example.com/1"]
+
+
+def test_normalise_url():
+    assert normalise_url("HTTP://Example.COM:80/a/../b?x=1#frag") == "http://example.com/a/../b?x=1"
+    assert normalise_url("https://example.com") == "https://example.com/"
+    assert (
+        normalise_url("page#x", base="https://example.com:8443/dir/") == "https://example.com:8443/dir/page"
+    )
+    assert normalise_url("mailto:a@b.c") is None
+    assert normalise_url("http://example.com:notaport/") is None
+
+
+def test_crawl_then_extract_decodes_korean(site, first_crawl, tmp_path):
+    from cpt_core.ingest.extract import ExtractConfig, run_extract
+
+    out, _ = first_crawl
+    manifest = run_extract(ExtractConfig(min_chars=20), out, tmp_path / "extract")
+    docs = _read_docs(tmp_path / "extract" / "documents")
+    assert KO_TEXT in docs[site.base + "/ko-utf8"]["text"]
+    assert EUCKR_TEXT in docs[site.base + "/ko-euckr"]["text"]
+    assert docs[site.base + "/ko-euckr"]["metadata"]["charset"] in ("cp949", "euc_kr")
+    assert docs[site.base + "/a"]["metadata"]["date"] == "2024-03-05"
+    assert manifest["summary"]["docs_in"] == 8
+
+
+def _read_docs(folder: Path) -> dict[str, dict]:
+    import gzip
+
+    docs = {}
+    for path in sorted(folder.glob("*.jsonl*")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                doc = json.loads(line)
+                docs[doc["metadata"]["url"]] = doc
+    return docs
