@@ -79,7 +79,9 @@ def run(
     result = knowledge_refresh(cfg)
     typer.echo("")
     typer.echo(f"run:    {result['run_id']}  ({result['run_dir']})")
-    typer.echo(f"model:  {result['model']}  promoted: {result['promoted']}")
+    typer.echo(f"outcome: {result['outcome']}")
+    if result["model"]:
+        typer.echo(f"model:  {result['model']}  promoted: {result['promoted']}")
     typer.echo(f"report: {result['report']}")
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from cpt_core.config import RunConfig, apply_overrides, validate_config
-from cpt_core.layout import RunLayout
+from cpt_core.layout import STEPS, RunLayout
 from cpt_core.train.base_model import is_probably_instruct
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
 from flows.ingest import demo_sources, ingest_flow
 from flows.train import train_flow
 from tasks.reporting import write_run_report
+from tasks.stages import nothing_new_task
 
 
 @task(name="run-report")
@@ -31,6 +32,27 @@ def run_report_task(layout: RunLayout, stages: dict, start: dict) -> str:
             "instruction following. Start from a base checkpoint for production runs."
         )
     return str(write_run_report(layout, stages, start["source"], notes))
+
+
+def _nothing_new(config: RunConfig, layout: RunLayout, ingest: dict, curate: dict) -> dict:
+    """A quiet week: no new or changed document survived curation. The run ends cleanly, trains nothing."""
+    decision = nothing_new_task(layout, curate[STEPS[-1]])
+    stages = {
+        "crawl": ingest["crawl"],
+        "extract": ingest["extract"],
+        **{f"curate/{k}": v for k, v in curate.items()},
+    }
+    report = write_run_report(layout, stages, config.base_model.source, [])
+    get_run_logger().info("run %s finished: nothing new (%s); report %s", config.run_id, decision["reasons"][0], report)
+    return {
+        "run_id": config.run_id,
+        "run_dir": str(layout.run),
+        "report": str(report),
+        "model": None,
+        "promoted": False,
+        "outcome": "nothing_new",
+        "skipped": [name for name, m in stages.items() if m.get("skipped")],
+    }
 
 
 @flow(name="knowledge-refresh", log_prints=True)
@@ -49,6 +71,8 @@ def knowledge_refresh(config: RunConfig, overrides: list[str] | None = None) -> 
     with demo_sources(config, layout) as config:
         ingest = ingest_flow(config, layout)
     curate = curate_flow(config, layout)
+    if curate[STEPS[-1]]["summary"].get("docs_out", 0) == 0:
+        return _nothing_new(config, layout, ingest, curate)
     train = train_flow(config, layout)
     lineage = {
         "parent": train["start"]["parent"],
@@ -77,5 +101,6 @@ def knowledge_refresh(config: RunConfig, overrides: list[str] | None = None) -> 
         "report": report,
         "model": str(layout.model / "final"),
         "promoted": promoted,
+        "outcome": "promoted" if promoted else "rejected",
         "skipped": [name for name, m in stages.items() if m.get("skipped")],
     }

@@ -12,6 +12,6 @@ from tasks.stages import base_model_task, tokenize_task, train_task
 @flow(name="train", log_prints=True)
 def train_flow(config: RunConfig, layout: RunLayout) -> dict:
     start = base_model_task(config.base_model, layout)
-    tokens = tokenize_task(config.tokenize, layout, start["model_dir"], config.knowledge_graph)
+    tokens = tokenize_task(config.tokenize, layout, start, config.knowledge_graph)
     train = train_task(config.train, layout, start["model_dir"])
     return {"start": start, "tokenize": tokens, "train": train}

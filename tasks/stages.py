@@ -15,13 +15,14 @@ from prefect import task
 
 from cpt_core.curate.dedup import commit_dedup_index
 from cpt_core.curate.pipeline import CurateConfig, run_curate_step
-from cpt_core.data.tokenize import TokenizeConfig, run_tokenize
+from cpt_core.data.tokenize import HELDOUT_FILE, TokenizeConfig, run_tokenize
 from cpt_core.evaluate.registry import PromoteConfig, Registry, run_promote
 from cpt_core.evaluate.stage import EvalConfig, run_evaluate
 from cpt_core.ingest.crawl import CrawlConfig, crawl_against_frontier
 from cpt_core.ingest.extract import ExtractConfig, run_extract
 from cpt_core.io import atomic_write_json
 from cpt_core.layout import RunLayout
+from cpt_core.state import record_outcome
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.loop import TrainConfig, run_train
 from tasks.reporting import PrefectProgress, publish_stage
@@ -95,14 +96,17 @@ def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
 
 
 @task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
-def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, model_dir: str, knowledge_graph: str | None) -> dict:
+def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, start: dict, knowledge_graph: str | None) -> dict:
+    # Too few documents for a held-out split: score on the held-out set of the run this one continues from.
+    parent_heldout = layout.root / "runs" / str(start["parent"]) / "tokens" / HELDOUT_FILE
     manifest = run_tokenize(
         cfg,
         layout.curated,
-        Path(model_dir),
+        Path(start["model_dir"]),
         layout.tokens,
         knowledge_graph=Path(knowledge_graph) if knowledge_graph else None,
         progress=PrefectProgress("tokenize", layout.run_id),
+        fallback_heldout=parent_heldout if parent_heldout.is_file() else None,
     )
     return _finish("tokenize", layout, manifest)
 
@@ -142,4 +146,19 @@ def promote_task(cfg: PromoteConfig, layout: RunLayout, lineage: dict) -> dict:
         lineage,
         layout.run / "promote",
     )
+    outcome = "promoted" if manifest["summary"].get("promote") else "rejected"
+    record_outcome(layout.state, layout.run_id, outcome, {"reasons": manifest["summary"].get("reasons", [])})
     return _finish("promote", layout, manifest)
+
+
+@task(name="nothing-new")
+def nothing_new_task(layout: RunLayout, curated: dict) -> dict:
+    """End a run whose curation kept no new or changed document: a decision that says so, no training."""
+    reason = (
+        f"curation kept no new or changed document ({curated['summary'].get('docs_in', 0)} in, 0 out): "
+        "nothing to train on this time; the champion stays as it is"
+    )
+    decision = {"promote": False, "outcome": "nothing_new", "reasons": [reason]}
+    atomic_write_json(layout.run / "promote" / "decision.json", decision)
+    record_outcome(layout.state, layout.run_id, "nothing_new", {"reasons": [reason]})
+    return decision

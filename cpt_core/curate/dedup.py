@@ -12,17 +12,18 @@ the earliest) becomes ``metadata["duplicate_of"]`` with ``metadata["duplicate_si
 Order: within a run the first document in input order wins, so both steps run as a single datatrove task
 (the input files are read in sorted order) and their output is deterministic. Across runs,
 ``<dedup_state>/<run_id>/`` holds each run's accepted ``exact.txt`` (``hash<TAB>doc id``) and
-``minhash.npz`` (doc ids, signatures, MinHash parameters). A step loads every *other* run's entries -- never
-its own, so a step redone after a crash never finds its own documents "already seen" -- and drops matches as
-``duplicate_of_earlier_run`` / ``near_duplicate_of_earlier_run``. The step writes this run's accepted
-entries to ``<step output>/index/``; ``commit_dedup_index`` copies them into the state once the whole run's
-curation has succeeded, so a failed run never pollutes the history. The exact index holds documents the
+``minhash.npz`` (doc ids, signatures, MinHash parameters). A step loads the entries of the runs it may see
+(``cpt_core.state.visible_runs``: finished runs whose documents were learned) -- never its own, so a step
+redone after a crash never finds its own documents "already seen", and never a failed or rejected run's, so
+their documents are not lost -- and drops matches as ``duplicate_of_earlier_run`` /
+``near_duplicate_of_earlier_run``. The step writes this run's accepted entries to ``<step output>/index/``;
+``commit_dedup_index`` copies them into the state once the run's curation has succeeded. The exact index holds documents the
 later near step may still drop; they are near copies of something kept, so nothing is lost by remembering them.
 
 Trade-offs: everything lives in memory (a 128-permutation signature is 1 KB per document), which is simple
 and fast up to a few million documents; beyond that datatrove's multi-stage on-disk ``MinhashDedup*``
-pipeline is the tool. A step's key does not include the other runs' state: a finished step is not redone
-just because a later run committed since. Signatures made with other MinHash parameters (num_perm, seed,
+pipeline is the tool. A step's key holds the list of runs it saw, which is pinned per run: a finished step
+is not redone just because another run finished since. Signatures made with other MinHash parameters (num_perm, seed,
 shingle size) cannot be compared; those runs are skipped with a warning and an ``earlier_runs_incompatible``
 stat.
 """
@@ -111,13 +112,9 @@ def _safe_id(doc_id: str) -> str:
     return str(doc_id).replace("\t", " ").replace("\n", " ")
 
 
-def _other_runs(dedup_state: Path, run_id: str) -> list[Path]:
-    dedup_state = Path(dedup_state)
-    if not dedup_state.is_dir():
-        return []
-    return sorted(
-        p for p in dedup_state.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != run_id
-    )
+def _earlier_runs(dedup_state: Path, runs: list[str]) -> list[Path]:
+    """The index folders of ``runs`` (the finished runs this one may see) that exist, in their order."""
+    return [Path(dedup_state) / r for r in runs if (Path(dedup_state) / r).is_dir()]
 
 
 def save_npz_deterministic(path: Path, **arrays: np.ndarray) -> None:
@@ -146,19 +143,19 @@ class ExactDedupFilter(BaseFilter):
     def __init__(
         self,
         dedup_state: str | Path,
-        run_id: str,
+        earlier_runs: list[str],
         index_dir: str | Path,
         exclusion_writer: DiskWriter | None = None,
     ):
         super().__init__(exclusion_writer)
         self.dedup_state = str(dedup_state)
-        self.run_id = run_id
+        self.earlier_runs = list(earlier_runs)
         self.index_dir = str(index_dir)
         self.earlier: dict[str, tuple[str, str]] = {}  # hash -> (run id, doc id)
         self.accepted: dict[str, str] = {}  # hash -> doc id, in input order
 
     def _load_earlier(self) -> None:
-        runs = _other_runs(Path(self.dedup_state), self.run_id)
+        runs = _earlier_runs(Path(self.dedup_state), self.earlier_runs)
         for run_dir in runs:
             path = run_dir / EXACT_FILE
             if not path.is_file():
@@ -220,14 +217,14 @@ class NearDedupFilter(BaseFilter):
         self,
         config: NearDedupConfig,
         dedup_state: str | Path,
-        run_id: str,
+        earlier_runs: list[str],
         index_dir: str | Path,
         exclusion_writer: DiskWriter | None = None,
     ):
         super().__init__(exclusion_writer)
         self.config = config
         self.dedup_state = str(dedup_state)
-        self.run_id = run_id
+        self.earlier_runs = list(earlier_runs)
         self.index_dir = str(index_dir)
         self._entries: list[_Entry] = []
         self._lsh = None
@@ -243,7 +240,7 @@ class NearDedupFilter(BaseFilter):
         self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
         # One template: computing the permutations once instead of per document.
         self._template = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
-        runs = _other_runs(Path(self.dedup_state), self.run_id)
+        runs = _earlier_runs(Path(self.dedup_state), self.earlier_runs)
         incompatible = 0
         for run_dir in runs:
             path = run_dir / NEAR_FILE

@@ -41,6 +41,7 @@ from cpt_core.executor import ExecutorConfig, run_pipeline
 from cpt_core.layout import CURATE_STEPS as STEPS
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import read_manifest, run_stage
+from cpt_core.state import visible_runs
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _writer(folder: Path):
     return JsonlWriter(str(folder))
 
 
-def _step_filter(step: str, cfg: CurateConfig, partial: Path, dedup_state: Path, run_id: str):
+def _step_filter(step: str, cfg: CurateConfig, partial: Path, dedup_state: Path, earlier_runs: list[str]):
     excluded = _writer(partial / DROPPED)
     if step == "language":
         return LanguageIdFilter(cfg.language, exclusion_writer=excluded)
@@ -114,8 +115,8 @@ def _step_filter(step: str, cfg: CurateConfig, partial: Path, dedup_state: Path,
         return QualityFilter(cfg.quality, exclusion_writer=excluded)
     index = partial / INDEX_DIR
     if step == "exact_dedup":
-        return ExactDedupFilter(dedup_state, run_id, index, exclusion_writer=excluded)
-    return NearDedupFilter(cfg.near_dedup, dedup_state, run_id, index, exclusion_writer=excluded)
+        return ExactDedupFilter(dedup_state, earlier_runs, index, exclusion_writer=excluded)
+    return NearDedupFilter(cfg.near_dedup, dedup_state, earlier_runs, index, exclusion_writer=excluded)
 
 
 def _input_count(input_dir: Path) -> int | None:
@@ -208,6 +209,7 @@ def run_curate_step(
     dedup_state: Path,
     run_id: str,
     progress: ProgressFn = no_progress,
+    earlier_runs: list[str] | None = None,
 ) -> dict:
     """Run one curation step as a resumable stage; returns its manifest (``summary`` holds the counts).
 
@@ -220,6 +222,8 @@ def run_curate_step(
     step_cfg = getattr(cfg, step)
     input_dir, output, dedup_state = Path(input_dir), Path(output), Path(dedup_state)
     dedup = step in ("exact_dedup", "near_dedup")
+    if dedup and earlier_runs is None:
+        earlier_runs = visible_runs(dedup_state.parent, run_id)
 
     def work(partial: Path) -> dict:
         if not step_cfg.enabled:
@@ -234,7 +238,7 @@ def run_curate_step(
         _PROGRESS_CALLBACKS[token] = progress
         pipeline = [
             _reader(input_dir / DOCS),
-            _step_filter(step, cfg, partial, dedup_state, run_id),
+            _step_filter(step, cfg, partial, dedup_state, earlier_runs or []),
             LanguageTally(progress_token=token, total=total),
             _writer(partial / DOCS),
         ]
@@ -252,6 +256,6 @@ def run_curate_step(
         logger.info(summary["log_line"])
         return summary
 
-    # The dedup steps' output depends on which run they belong to (its own state entry is excluded).
-    extra_key = {"run_id": run_id} if dedup else None
+    # The dedup steps' output depends on which earlier runs' documents they were checked against.
+    extra_key = {"earlier_runs": earlier_runs} if dedup else None
     return run_stage(f"curate/{step}", output, step_cfg, [input_dir], work, extra_key=extra_key)

@@ -23,7 +23,6 @@ Algorithm (``run_tokenize``):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -35,6 +34,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.data.general_text import GeneralTextConfig
+from cpt_core.data.heldout import split_heldout
 from cpt_core.io import atomic_write_json, iter_text_rows, jsonl_files, write_jsonl
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
 from cpt_core.stage import run_stage
@@ -88,23 +88,6 @@ def read_documents(docs_dir: Path) -> tuple[list[dict], dict[str, int]]:
             doc_id = str(row.get("id") or f"{path.name}:{lineno}")
             docs.append({"id": doc_id, "text": text, "metadata": row.get("metadata") or {}})
     return docs, dropped
-
-
-def heldout_score(doc_id: str) -> float:
-    """A uniform number in [0, 1) fixed by the document id alone."""
-    return int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:15], 16) / 16**15
-
-
-def split_heldout(docs: list[dict], fraction: float, max_docs: int) -> tuple[list[dict], list[dict]]:
-    """(train, heldout): docs whose id hash falls under ``fraction``, at most ``max_docs``, >= 1 of >= 2."""
-    if fraction <= 0 or not docs:
-        return docs, []
-    ranked = sorted(range(len(docs)), key=lambda i: heldout_score(docs[i]["id"]))
-    chosen = [i for i in ranked if heldout_score(docs[i]["id"]) < fraction][:max_docs]
-    if not chosen and len(docs) >= 2:
-        chosen = ranked[:1]  # a tiny corpus still gets a domain held-out document to measure on
-    held = set(chosen)
-    return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -190,8 +173,13 @@ def run_tokenize(
     output: Path,
     knowledge_graph: Path | None = None,
     progress: ProgressFn = no_progress,
+    fallback_heldout: Path | None = None,
 ) -> dict:
-    """Hold out, mix, tokenize and pack the curated documents into Arrow shards under ``output``."""
+    """Hold out, mix, tokenize and pack the curated documents into Arrow shards under ``output``.
+
+    ``fallback_heldout`` (the held-out file of the run this one continues from) is scored when the corpus is
+    too small to hold anything out (see ``cpt_core.data.heldout``).
+    """
     from cpt_core.train.base_model import tokenizer_fingerprint
 
     docs_dir, tokenizer_dir, output = Path(docs_dir), Path(tokenizer_dir), Path(output)
@@ -199,85 +187,74 @@ def run_tokenize(
     replay_path = Path(cfg.replay.source).expanduser()
     if cfg.replay_ratio > 0 and replay_path.exists():
         inputs.append(replay_path)  # a user's replay file is an input: editing it must redo the stage
+    if fallback_heldout is not None:
+        inputs.append(Path(fallback_heldout))
     extra = {"tokenizer": tokenizer_fingerprint(tokenizer_dir)}
 
     def work(partial: Path) -> dict:
-        return _tokenize(cfg, docs_dir, tokenizer_dir, partial, knowledge_graph, progress)
+        return _tokenize(cfg, docs_dir, tokenizer_dir, partial, knowledge_graph, progress, fallback_heldout)
 
     return run_stage("tokenize", output, cfg, inputs, work, extra_key=extra)
 
 
-def _tokenize(
-    cfg: TokenizeConfig,
-    docs_dir: Path,
-    tokenizer_dir: Path,
-    out: Path,
-    knowledge_graph: Path | None,
-    progress: ProgressFn,
-) -> dict:
-    from cpt_core.data.general_text import general_texts
+def _write_heldout(docs: list[dict], cfg: TokenizeConfig, out: Path, fallback: Path | None):
+    """Split off and write the held-out file; returns (train docs, held-out count, rule)."""
+    train_docs, heldout = split_heldout(docs, cfg.heldout_fraction, cfg.heldout_max_docs)
+    rows = [{"id": d["id"], "text": d["text"], "language": d["metadata"].get("language")} for d in heldout]
+    rule = "content"
+    if not rows and fallback is not None:
+        rule = "parent_heldout"
+        rows = [row for path in jsonl_files(fallback) for _, row in iter_text_rows(path)]
+    if not rows:
+        rule = "in_sample"
+        rows = [{"id": d["id"], "text": d["text"], "language": d["metadata"].get("language")} for d in docs]
+    write_jsonl(rows, out / HELDOUT_FILE)
+    return train_docs, len(heldout), rule
+
+
+def _synthetic_texts(cfg: TokenizeConfig, knowledge_graph: Path | None, rng: random.Random) -> list[str]:
+    """QA documents from the knowledge graph, each copy rendered with its own seed (other templates)."""
     from cpt_core.data.knowledge_graph import load_facts, qa_documents
 
-    started = time.monotonic()
-    docs, dropped = read_documents(docs_dir)
-    train_docs, heldout = split_heldout(docs, cfg.heldout_fraction, cfg.heldout_max_docs)
-    if not train_docs:
-        raise ValueError(f"no training documents left in {docs_dir} after holding out {len(heldout)}")
-    write_jsonl(
-        [{"id": d["id"], "text": d["text"], "language": d["metadata"].get("language")} for d in heldout],
-        out / HELDOUT_FILE,
-    )
+    if not (cfg.synthetic_qa and knowledge_graph):
+        return []
+    copies = cfg.epochs_of_synthetic if cfg.epochs_of_synthetic is not None else cfg.epochs_of_domain
+    facts = load_facts(Path(knowledge_graph))
+    whole, frac = int(copies), copies - int(copies)
+    texts = []
+    for copy in range(whole):
+        texts += qa_documents(facts, cfg.seed + copy)
+    if frac:
+        texts += rng.sample(qa_documents(facts, cfg.seed + whole), round(frac * len(facts)))
+    return texts
 
-    tokenizer = load_fast_tokenizer(tokenizer_dir)
-    sep = separator_id(tokenizer)
-    meter = RateMeter()
-    domain_ids = encode(tokenizer, [d["text"] for d in train_docs], progress, "domain docs")
-    rng = random.Random(cfg.seed)
-    # QA lines are short and teach facts most directly per token, so they may get more copies than articles.
-    # Each copy is rendered with its own seed, so the same question meets different answer templates: the
-    # fact is learned rather than one sentence.
-    synthetic_copies = cfg.epochs_of_synthetic if cfg.epochs_of_synthetic is not None else cfg.epochs_of_domain
-    synthetic_texts = []
-    if cfg.synthetic_qa and knowledge_graph:
-        facts = load_facts(Path(knowledge_graph))
-        whole, frac = int(synthetic_copies), synthetic_copies - int(synthetic_copies)
-        for copy in range(whole):
-            synthetic_texts += qa_documents(facts, cfg.seed + copy)
-        if frac:
-            synthetic_texts += rng.sample(qa_documents(facts, cfg.seed + whole), round(frac * len(facts)))
-    synthetic_ids = encode(tokenizer, synthetic_texts, progress, "synthetic QA docs")
 
-    core = _repeat([("domain", ids) for ids in domain_ids if ids], cfg.epochs_of_domain, rng)
-    core += [("synthetic_qa", ids) for ids in synthetic_ids if ids]
-    core_tokens = sum(len(ids) + 1 for _, ids in core)
-    # replay / (core + replay) = ratio  =>  replay = core * ratio / (1 - ratio)
-    replay_target = round(core_tokens * cfg.replay_ratio / (1 - cfg.replay_ratio)) if cfg.replay_ratio else 0
-    replay_ids: list[list[int]] = []
-    replay_pool_docs = 0
-    if replay_target:
-        pool_texts = general_texts(cfg.replay)
-        replay_pool_docs = len(pool_texts)
-        # Only tokenize as much of the pool as is needed (with margin): replay text can be large.
-        budget_chars = replay_target * 8
-        take, chars = [], 0
-        for text in pool_texts:
-            take.append(text)
-            chars += len(text)
-            if chars >= budget_chars:
-                break
-        replay_ids = _replay_docs(encode(tokenizer, take, progress, "replay docs"), replay_target)
-    stream_docs = core + [("replay", ids) for ids in replay_ids]
-    rng.shuffle(stream_docs)
-    meter.add(sum(len(ids) for ids in domain_ids) + sum(len(ids) for ids in synthetic_ids))
-    meter.add(sum(len(ids) for ids in replay_ids))
+def _replay_ids(cfg: TokenizeConfig, tokenizer, target: int, progress: ProgressFn) -> tuple[list[list[int]], int]:
+    """Replay documents worth ``target`` tokens, and the size of the pool they came from."""
+    from cpt_core.data.general_text import general_texts
 
-    # Join with the separator after every document, then cut into seq_len rows.
+    if not target:
+        return [], 0
+    pool_texts = general_texts(cfg.replay)
+    # Only tokenize as much of the pool as is needed (with margin): replay text can be large.
+    take, chars = [], 0
+    for text in pool_texts:
+        take.append(text)
+        chars += len(text)
+        if chars >= target * 8:
+            break
+    return _replay_docs(encode(tokenizer, take, progress, "replay docs"), target), len(pool_texts)
+
+
+def _pack(stream_docs: list[tuple[str, list[int]]], seq_len: int, sep: int):
+    """Join documents with the separator and cut into rows; returns (rows, tokens per source, docs per source,
+    total tokens before the remainder was cut)."""
     lengths = np.array([len(ids) + 1 for _, ids in stream_docs], dtype=np.int64)
     total = int(lengths.sum())
-    n_seq = total // cfg.seq_len
+    n_seq = total // seq_len
     if n_seq == 0:
-        raise ValueError(f"only {total} training tokens: fewer than one sequence of seq_len={cfg.seq_len}")
-    kept = n_seq * cfg.seq_len
+        raise ValueError(f"only {total} training tokens: fewer than one sequence of seq_len={seq_len}")
+    kept = n_seq * seq_len
     flat = np.empty(total, dtype=np.int32)
     tokens_by_source = dict.fromkeys(SOURCES, 0)
     docs_by_source = dict.fromkeys(SOURCES, 0)
@@ -289,16 +266,46 @@ def _tokenize(
         tokens_by_source[source] += int(max(0, min(length, kept - pos)))
         docs_by_source[source] += 1
         pos += int(length)
-    shards = write_shards(flat[:kept].reshape(n_seq, cfg.seq_len), out / TRAIN_DIR, cfg.shard_sequences)
+    return flat[:kept].reshape(n_seq, seq_len), tokens_by_source, docs_by_source, total
 
+
+def _tokenize(
+    cfg: TokenizeConfig,
+    docs_dir: Path,
+    tokenizer_dir: Path,
+    out: Path,
+    knowledge_graph: Path | None,
+    progress: ProgressFn,
+    fallback_heldout: Path | None = None,
+) -> dict:
+    started = time.monotonic()
+    docs, dropped = read_documents(docs_dir)
+    train_docs, n_heldout, rule = _write_heldout(docs, cfg, out, fallback_heldout)
+    tokenizer = load_fast_tokenizer(tokenizer_dir)
+    meter = RateMeter()
+    domain_ids = encode(tokenizer, [d["text"] for d in train_docs], progress, "domain docs")
+    rng = random.Random(cfg.seed)
+    synthetic_ids = encode(tokenizer, _synthetic_texts(cfg, knowledge_graph, rng), progress, "synthetic QA docs")
+    core = _repeat([("domain", ids) for ids in domain_ids if ids], cfg.epochs_of_domain, rng)
+    core += [("synthetic_qa", ids) for ids in synthetic_ids if ids]
+    core_tokens = sum(len(ids) + 1 for _, ids in core)
+    # replay / (core + replay) = ratio  =>  replay = core * ratio / (1 - ratio)
+    replay_target = round(core_tokens * cfg.replay_ratio / (1 - cfg.replay_ratio)) if cfg.replay_ratio else 0
+    replay_ids, replay_pool_docs = _replay_ids(cfg, tokenizer, replay_target, progress)
+    stream_docs = core + [("replay", ids) for ids in replay_ids]
+    rng.shuffle(stream_docs)
+    meter.add(sum(len(ids) for _, ids in stream_docs))
+    sep = separator_id(tokenizer)
+    rows, tokens_by_source, docs_by_source, total = _pack(stream_docs, cfg.seq_len, sep)
+    shards = write_shards(rows, out / TRAIN_DIR, cfg.shard_sequences)
+    n_seq, kept = rows.shape[0], rows.size
     mix = {k: round(v / kept, 4) for k, v in tokens_by_source.items()}
-    tpb = _tokens_per_byte(train_docs, domain_ids)
-    seconds = time.monotonic() - started
     summary = {
         "docs_in": len(docs) + sum(dropped.values()),
         "docs_out": len(train_docs),
         "dropped": dropped,
-        "heldout_docs": len(heldout),
+        "heldout_docs": n_heldout,
+        "heldout_rule": rule,
         "docs_by_source": {**docs_by_source, "replay_pool": replay_pool_docs},
         "tokens_by_source": tokens_by_source,
         "mix": mix,
@@ -310,14 +317,14 @@ def _tokenize(
         "train_tokens": kept,
         "tokens_dropped_remainder": total - kept,
         "separator_id": sep,
-        "tokens_per_byte": tpb,
+        "tokens_per_byte": _tokens_per_byte(train_docs, domain_ids),
         "tokens_per_s": round(meter.rate, 1),
-        "seconds": round(seconds, 2),
+        "seconds": round(time.monotonic() - started, 2),
     }
     summary["log_line"] = (
         f"packed {n_seq} sequences of {cfg.seq_len} tokens ({kept} tokens: domain {mix['domain']:.0%}, "
         f"synthetic QA {mix['synthetic_qa']:.0%}, replay {mix['replay']:.0%}) from {len(train_docs)} domain "
-        f"docs ({len(heldout)} held out); tokenized {meter.line('tokens')}"
+        f"docs ({n_heldout} held out, rule {rule}); tokenized {meter.line('tokens')}"
     )
     atomic_write_json(out / MIX_FILE, summary)
     logger.info(summary["log_line"])

@@ -59,6 +59,7 @@ from cpt_core import __version__
 from cpt_core.io import HTML_TYPES, atomic_write_json, atomic_write_text, stable_json
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
 from cpt_core.stage import run_stage
+from cpt_core.state import visible_runs
 
 logger = logging.getLogger(__name__)
 
@@ -593,19 +594,18 @@ def run_crawl(
     return run_stage("crawl", Path(output), cfg, [], work, extra_key={"frontier": frontier_hash(frontier)})
 
 
-def load_frontier(frontier_dir: Path, exclude_run: str) -> dict:
-    """Merge ``<frontier_dir>/<run_id>.json`` of every run but ``exclude_run``; later files win.
+def load_frontier(frontier_dir: Path, runs: list[str]) -> dict:
+    """Merge ``<frontier_dir>/<run_id>.json`` of ``runs`` (the runs this one may see), later runs winning.
 
-    Files are ordered by modification time, then name. The reading run's own file is left out so that a
-    crawl redone after a crash does not see its own pages as unchanged.
+    Only finished runs whose data was learned are passed here (see ``cpt_core.state``): a failed or rejected
+    run's pages are fetched again rather than skipped as unchanged.
     """
     folder = Path(frontier_dir)
-    if not folder.exists():
-        return {}
-    files = [p for p in folder.glob("*.json") if p.stem != exclude_run]
-    files.sort(key=lambda p: (p.stat().st_mtime, p.name))
     merged: dict[str, dict] = {}
-    for path in files:
+    for run_id in runs:
+        path = folder / f"{run_id}.json"
+        if not path.exists():
+            continue  # a run that crawled nothing (e.g. fed from documents) has no frontier
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
@@ -627,12 +627,20 @@ def commit_frontier(frontier_dir: Path, run_id: str, crawl_output: Path) -> Path
 
 
 def crawl_against_frontier(
-    cfg: CrawlConfig, output: Path, frontier_dir: Path, run_id: str, progress: ProgressFn = no_progress
+    cfg: CrawlConfig,
+    output: Path,
+    frontier_dir: Path,
+    run_id: str,
+    progress: ProgressFn = no_progress,
+    earlier_runs: list[str] | None = None,
 ) -> dict:
-    """One run's crawl: conditional requests against every other run's frontier, then this run's committed.
+    """One run's crawl: conditional requests against the frontier of the runs it may see, then its own saved.
 
-    The commit comes only after the stage finished, so a crashed crawl never marks pages as seen.
+    ``earlier_runs`` defaults to the run's pinned state view (``cpt_core.state.visible_runs``). The run's own
+    frontier file is written once the crawl finished; other runs read it only after this run finished too.
     """
-    manifest = run_crawl(cfg, output, load_frontier(frontier_dir, exclude_run=run_id), progress)
+    if earlier_runs is None:
+        earlier_runs = visible_runs(Path(frontier_dir).parent, run_id)
+    manifest = run_crawl(cfg, output, load_frontier(frontier_dir, earlier_runs), progress)
     commit_frontier(frontier_dir, run_id, output)
     return manifest

@@ -341,6 +341,8 @@ def run_markdown(
     parts += ["", "## Decision", ""]
     if decision:
         verdict = "**Promoted** to champion" if decision.get("promote") else "**Not promoted**"
+        if decision.get("outcome") == "nothing_new":
+            verdict = "**Nothing new**: no training, no evaluation, nothing to promote"
         parts += [verdict, ""] + [f"- {fmt(reason)}" for reason in decision.get("reasons", [])]
     else:
         parts.append("No promotion decision was made.")

@@ -62,9 +62,14 @@ def write_en(folder: Path, docs: list[dict], name: str = "00000.jsonl.gz") -> Pa
 def dedup_run(tmp: Path, run_id: str, source: Path, state: Path, cfg: CurateConfig | None = None) -> dict:
     """exact_dedup then near_dedup for one run; returns {step: manifest}."""
     cfg = cfg or CurateConfig()
-    exact = run_curate_step("exact_dedup", cfg, source, tmp / run_id / "exact_dedup", state, run_id)
+    # the runs this one may see: every other committed run (the flow passes its pinned state view)
+    earlier = sorted(p.name for p in state.glob("*") if p.is_dir() and p.name != run_id)
+    exact = run_curate_step(
+        "exact_dedup", cfg, source, tmp / run_id / "exact_dedup", state, run_id, earlier_runs=earlier
+    )
     near = run_curate_step(
-        "near_dedup", cfg, tmp / run_id / "exact_dedup", tmp / run_id / "near_dedup", state, run_id
+        "near_dedup", cfg, tmp / run_id / "exact_dedup", tmp / run_id / "near_dedup", state, run_id,
+        earlier_runs=earlier,
     )
     return {"exact_dedup": exact, "near_dedup": near}
 

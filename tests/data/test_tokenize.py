@@ -9,16 +9,14 @@ from datatrove.data import Document
 from datatrove.pipeline.writers import JsonlWriter
 from transformers import AutoTokenizer
 
-from cpt_core.data.general_text import general_texts
+from cpt_core.data.general_text import GeneralTextConfig, general_texts
 from cpt_core.data.knowledge_graph import Fact, qa_documents, save_facts
 from cpt_core.data.tokenize import (
-    GeneralTextConfig,
     PackedSequences,
     TokenizeConfig,
     iter_sequences,
     read_documents,
     run_tokenize,
-    split_heldout,
 )
 from cpt_core.train.base_model import build_tiny_llama
 
@@ -142,20 +140,6 @@ def test_pack_mix_heldout_and_rerun(setup):
     assert not run_tokenize(cfg, docs, other_tok, out, kg)["skipped"]
 
 
-def test_heldout_split_is_by_id_capped_and_order_free():
-    docs = [{"id": f"d{i}", "text": "x", "metadata": {}} for i in range(400)]
-    train, held = split_heldout(docs, 0.1, 200)
-    assert 20 < len(held) < 60 and len(train) + len(held) == 400
-    train_r, held_r = split_heldout(list(reversed(docs)), 0.1, 200)
-    assert {d["id"] for d in held_r} == {d["id"] for d in held}
-    # With more documents, an earlier document's fate does not change.
-    _, held_more = split_heldout(docs + [{"id": f"e{i}", "text": "x", "metadata": {}} for i in range(50)], 0.1, 200)
-    assert {d["id"] for d in held} <= {d["id"] for d in held_more}
-    assert len(split_heldout(docs, 0.5, 7)[1]) == 7
-    assert len(split_heldout(docs[:2], 0.0001, 5)[1]) == 1  # a tiny corpus still gets one
-    assert split_heldout(docs, 0.0, 5)[1] == []
-
-
 def test_domain_epochs_repeat_shuffled_without_replay(setup):
     root, docs, tokenizer_dir, _ = setup
     base = TokenizeConfig(seq_len=32, replay_ratio=0.0, heldout_fraction=0.1)
@@ -200,3 +184,23 @@ def test_bad_input_is_named(tmp_path, setup):
         read_documents(tmp_path / "bad")
     with pytest.raises(FileNotFoundError, match="no Arrow shards"):
         list(iter_sequences(tmp_path))
+
+
+def test_too_few_documents_fall_back_to_parent_heldout_then_in_sample(setup):
+    root, _, tokenizer_dir, _ = setup
+    one = root / "one"
+    with JsonlWriter(str(one / "documents")) as writer:
+        writer.write(Document(text=EN[5] * 4, id="only", metadata={"language": "en"}), rank=0)
+    cfg = TokenizeConfig(seq_len=32, replay_ratio=0.0, synthetic_qa=False, heldout_fraction=0.1)
+    parent = root / "parent_heldout.jsonl"
+    parent.write_text(json.dumps({"id": "p1", "text": EN[7], "language": "en"}) + "\n")
+
+    s = run_tokenize(cfg, one, tokenizer_dir, root / "tok-fallback", fallback_heldout=parent)["summary"]
+    assert s["heldout_rule"] == "parent_heldout" and s["docs_out"] == 1
+    held = [json.loads(line) for line in (root / "tok-fallback" / "heldout" / "domain.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in held] == [EN[7]]
+
+    s = run_tokenize(cfg, one, tokenizer_dir, root / "tok-alone")["summary"]
+    assert s["heldout_rule"] == "in_sample" and s["docs_out"] == 1 and "rule in_sample" in s["log_line"]
+    held = [json.loads(line) for line in (root / "tok-alone" / "heldout" / "domain.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in held] == [EN[5] * 4]

@@ -269,8 +269,8 @@ def test_second_crawl_with_frontier_counts_unchanged(site, first_crawl, tmp_path
     out, first = first_crawl
     state = tmp_path / "state" / "frontier"
     commit_frontier(state, "run1", out)
-    assert load_frontier(state, exclude_run="run1") == {}, "a run must not see its own frontier"
-    frontier = load_frontier(state, exclude_run="run2")
+    assert load_frontier(state, []) == {}, "a run sees only the frontiers of the runs it is given"
+    frontier = load_frontier(state, ["run1"])
     assert set(frontier) == set(json.loads((out / "frontier.json").read_text()))
 
     second = run_crawl(_cfg(site), tmp_path / "crawl2", frontier)
@@ -295,11 +295,12 @@ def test_load_frontier_later_runs_win(tmp_path):
     (folder / "r1.json").write_text(json.dumps({"u": {"etag": "old"}, "v": {"etag": "v1"}}))
     time.sleep(0.01)
     (folder / "r2.json").write_text(json.dumps({"u": {"etag": "new"}}))
-    assert load_frontier(folder, exclude_run="r3") == {"u": {"etag": "new"}, "v": {"etag": "v1"}}
-    assert load_frontier(folder, exclude_run="r2") == {"u": {"etag": "old"}, "v": {"etag": "v1"}}
+    assert load_frontier(folder, ["r1", "r2"]) == {"u": {"etag": "new"}, "v": {"etag": "v1"}}
+    assert load_frontier(folder, ["r1"]) == {"u": {"etag": "old"}, "v": {"etag": "v1"}}
+    assert load_frontier(folder, ["r2", "r1", "missing"]) == {"u": {"etag": "old"}, "v": {"etag": "v1"}}
     (folder / "bad.json").write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
-        load_frontier(folder, exclude_run="r3")
+        load_frontier(folder, ["r1", "bad"])
     with pytest.raises(FileNotFoundError, match="frontier.json"):
         commit_frontier(folder, "r4", tmp_path / "no-crawl")
 
