@@ -160,7 +160,11 @@ class _Crawler:
 
     def _sitemap(self, sitemap: str, pending: deque[str]) -> list[str]:
         """The page URLs a sitemap lists; its child sitemaps go to ``pending``."""
-        res = self.fetcher.get(sitemap, {}, html_only=False) if normalise_url(sitemap) else Response("invalid_url")
+        res = (
+            self.fetcher.get(sitemap, {}, html_only=False)
+            if normalise_url(sitemap)
+            else Response("invalid_url")
+        )
         if res.reason:
             self.sitemaps[sitemap] = res.reason
             logger.warning("sitemap %s not read: %s %s", sitemap, res.reason, res.error or "")
@@ -262,7 +266,9 @@ class _Crawler:
         elif reason == "fetched":
             page = self.stored[url]
             links = extract_links(page.body, url)
-            self._remember(url, row.get("etag"), row.get("last_modified"), row["sha256"], page.fetched_at, links)
+            self._remember(
+                url, row.get("etag"), row.get("last_modified"), row["sha256"], page.fetched_at, links
+            )
             self.bytes += len(page.body)
             self._follow(links, depth)
         elif reason == "unchanged":
@@ -428,7 +434,13 @@ def run_crawl(
         return summary
 
     return run_stage(
-        "crawl", Path(output), cfg, [], work, extra_key={"frontier": frontier_hash(frontier)}, keep_partial=True
+        "crawl",
+        Path(output),
+        cfg,
+        [],
+        work,
+        extra_key={"frontier": frontier_hash(frontier)},
+        keep_partial=True,
     )
 
 

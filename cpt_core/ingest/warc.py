@@ -59,7 +59,9 @@ class WarcFiles:
             self.writer = WARCWriter(self.fh, gzip=True)
 
     @classmethod
-    def resume(cls, folder: Path, rotate_bytes: int, committed: set[str]) -> tuple[WarcFiles, dict[str, StoredPage]]:
+    def resume(
+        cls, folder: Path, rotate_bytes: int, committed: set[str]
+    ) -> tuple[WarcFiles, dict[str, StoredPage]]:
         """Reopen an interrupted crawl's files, keeping only records of ``committed`` URLs.
 
         Returns the writer (appending to the last file kept) and the committed pages found, by URL.
