@@ -71,13 +71,27 @@ def hash_files(root: Path, exclude: Iterable[str] = HASH_EXCLUDE) -> str:
 
 
 def read_manifest(folder: Path) -> dict | None:
+    """The folder's ``_manifest.json``, None if it has none; a damaged one is an error naming the file.
+
+    Manifests are written atomically, so a damaged one was changed from outside: rather than guess whether
+    the output beside it is whole, the stage stops and says how to redo it.
+    """
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}): the stage output in {Path(folder)} is damaged; "
+            f"delete {Path(folder)} to redo that stage"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise ValueError(
+            f"{path} must hold a JSON object: the stage output in {Path(folder)} is damaged; "
+            f"delete {Path(folder)} to redo that stage"
+        )
+    return manifest
 
 
 def input_key(folder: Path) -> str:
