@@ -9,6 +9,9 @@ A stage turns input folders into one output folder. ``run_stage`` gives every st
 3. Otherwise the work writes into ``<output>.partial`` (wiped first, so a crash mid-stage leaves nothing that
    a rerun could mistake for output), the manifest is written last, and the folder is renamed into place.
    A crash at any point therefore gives, on rerun, the same output with no duplicates.
+   A stage that can resume its own half-done work (the crawl) asks for ``keep_partial``: the ``.partial``
+   folder of an attempt with the same key is then handed to the work again instead of wiped; one left by
+   an attempt with another key is still wiped.
 
 The manifest records the key, the input keys, the config hash, code version, counts, drop reasons, timings
 and a content hash of the output files, which is what lineage and the tests compare.
@@ -30,6 +33,7 @@ from cpt_core import __version__
 from cpt_core.io import atomic_write_json, stable_json
 
 MANIFEST = "_manifest.json"
+PARTIAL_KEY = "_partial_key"  # in a kept .partial folder: the key of the attempt that wrote it
 
 
 def config_hash(config: BaseModel | dict | None) -> str:
@@ -67,13 +71,27 @@ def hash_files(root: Path, exclude: Iterable[str] = HASH_EXCLUDE) -> str:
 
 
 def read_manifest(folder: Path) -> dict | None:
+    """The folder's ``_manifest.json``, None if it has none; a damaged one is an error naming the file.
+
+    Manifests are written atomically, so a damaged one was changed from outside: rather than guess whether
+    the output beside it is whole, the stage stops and says how to redo it.
+    """
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is not valid JSON ({err}): the stage output in {Path(folder)} is damaged; "
+            f"delete {Path(folder)} to redo that stage"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise ValueError(
+            f"{path} must hold a JSON object: the stage output in {Path(folder)} is damaged; "
+            f"delete {Path(folder)} to redo that stage"
+        )
+    return manifest
 
 
 def input_key(folder: Path) -> str:
@@ -96,6 +114,18 @@ def stage_key(name: str, config: BaseModel | dict | None, inputs: Iterable[Path]
     return hashlib.sha256(stable_json(parts).encode()).hexdigest()[:16]
 
 
+def _prepare_partial(partial: Path, key: str, keep: bool) -> None:
+    """Wipe ``partial`` unless it is kept and an attempt with the same ``key`` made it."""
+    marker = partial / PARTIAL_KEY
+    if keep and marker.is_file() and marker.read_text(encoding="utf-8") == key:
+        return
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    if keep:
+        marker.write_text(key, encoding="utf-8")
+
+
 def run_stage(
     name: str,
     output: Path,
@@ -103,12 +133,14 @@ def run_stage(
     inputs: Iterable[Path],
     work: Callable[[Path], dict],
     extra_key: dict | None = None,
+    keep_partial: bool = False,
 ) -> dict:
     """Run ``work(partial_dir) -> summary`` unless ``output`` already holds a matching manifest.
 
     ``summary`` is a JSON-able dict; by convention it has ``docs_in``, ``docs_out``, ``dropped`` (reason ->
     count) and whatever else the stage wants in its report. Returns the manifest, with ``skipped`` set to
-    True when nothing was done.
+    True when nothing was done. With ``keep_partial`` the work must cope with finding an earlier attempt's
+    files in ``partial_dir`` (see the module docstring).
     """
     output = Path(output)
     inputs = [Path(p) for p in inputs]
@@ -118,12 +150,11 @@ def run_stage(
         return {**existing, "skipped": True}
 
     partial = output.with_name(output.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    _prepare_partial(partial, key, keep_partial)
     started = time.time()
     summary = work(partial)
     elapsed = time.time() - started
+    (partial / PARTIAL_KEY).unlink(missing_ok=True)
     manifest = {
         "stage": name,
         "key": key,

@@ -158,6 +158,8 @@ def stage(
     typer.echo(json.dumps({"stage": name.value, "skipped": manifest.get("skipped"), **summary}, indent=2))
     if manifest.get("summary", {}).get("log_line"):
         typer.echo(manifest["summary"]["log_line"])
+    for place in manifest.get("summary", {}).get("unreadable", []):
+        typer.echo(f"unreadable input (counted as dropped, the rest went on): {place}", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry

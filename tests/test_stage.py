@@ -75,3 +75,37 @@ def test_upstream_manifest_key_chains(tmp_path):
     assert len(down_calls) == 2
     manifest = json.loads((tmp_path / "down" / MANIFEST).read_text())
     assert manifest["inputs"][str(up)] == read_manifest(up)["key"]
+
+
+def test_corrupt_manifest_is_a_clear_error_naming_the_file(tmp_path):
+    out = tmp_path / "out"
+    run_stage("s", out, None, [], _writer([]))
+    (out / MANIFEST).write_text('{"key": "abc", "summ')  # cut short
+    with pytest.raises(ValueError, match=f"{out / MANIFEST} is not valid JSON.*delete {out} to redo"):
+        run_stage("s", out, None, [], _writer([]))
+    with pytest.raises(ValueError, match="_manifest.json is not valid JSON"):
+        run_stage("down", tmp_path / "down", None, [out], _writer([]))  # as an input, too
+    (out / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        read_manifest(out)
+
+
+def test_kept_partial_is_resumed_only_by_the_same_key(tmp_path):
+    out = tmp_path / "out"
+    seen = []
+
+    def crashing(partial):
+        seen.append(sorted(p.name for p in partial.iterdir()))
+        (partial / "half.txt").write_text("progress")
+        raise RuntimeError("killed")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            run_stage("s", out, {"k": 1}, [], crashing, keep_partial=True)
+    assert "half.txt" in seen[1]  # the second attempt found the first one's work
+    with pytest.raises(RuntimeError):
+        run_stage("s", out, {"k": 2}, [], crashing, keep_partial=True)
+    assert "half.txt" not in seen[2]  # another key: wiped
+    manifest = run_stage("s", out, {"k": 2}, [], _writer([]), keep_partial=True)
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "half.txt", "out.txt"]
+    assert manifest["output_hash"] == hash_files(out)

@@ -2,8 +2,12 @@
 
 Each step of ``STEPS`` is its own resumable stage (``curate/<step>``) and its own datatrove pipeline:
 
-    JsonlReader(<input>/documents) -> <the step's filter> -> language tally -> JsonlWriter(documents/)
-                                          \\-> exclusion writer: dropped/ with metadata.filter_reason
+    CountingJsonlReader(<input>/documents) -> <the step's filter> -> language tally -> JsonlWriter(documents/)
+            \\-> unreadable/: bad lines      \\-> exclusion writer: dropped/ with metadata.filter_reason
+
+A line that is not JSON or has no text, or the damaged rest of a corrupt ``.jsonl.gz``, is a named drop
+(``malformed_json``, ``no_text``, ``corrupt_file``) and its ``file:line`` is listed in the summary's
+``unreadable``; the stage goes on with the other documents.
 
 Separate stages rather than one long pipeline, so a crash in near dedup does not redo language ID, each
 step's output can be inspected on its own, and each step reports its own drop reasons. The cost is one
@@ -37,7 +41,9 @@ from cpt_core.curate.dedup import (
 )
 from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
 from cpt_core.curate.quality import QualityConfig, QualityFilter
+from cpt_core.curate.reader import CountingJsonlReader
 from cpt_core.executor import ExecutorConfig, run_pipeline
+from cpt_core.io import UNREADABLE_DIR, read_unreadable, unreadable_report
 from cpt_core.layout import CURATE_STEPS as STEPS
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import read_manifest, run_stage
@@ -86,9 +92,7 @@ class LanguageTally(PipelineStep):
             yield doc
 
 
-def _reader(folder: Path):
-    from datatrove.pipeline.readers import JsonlReader
-
+def _reader(folder: Path, unreadable_dir: Path):
     if not folder.is_dir():
         raise FileNotFoundError(
             f"curation input {folder} does not exist: run the stage that produces it first"
@@ -98,7 +102,7 @@ def _reader(folder: Path):
         # as the pipeline's first element is datatrove's way to feed data directly, here none.
         return []
     # add_file_path=False: documents pass through unchanged, with no machine-specific paths in them.
-    return JsonlReader(str(folder), add_file_path=False)
+    return CountingJsonlReader(str(folder), unreadable_dir, add_file_path=False)
 
 
 def _writer(folder: Path):
@@ -136,6 +140,10 @@ def summarise(step: str, stats: dict, seconds: float) -> dict:
     for name, metrics in stats.items():
         if name.startswith(BaseReader.type):
             docs_in += int(metrics.get("documents", 0))
+            for key, value in metrics.items():
+                if key.startswith("dropped_"):  # lines the reader could not read: in, and dropped
+                    dropped[key.removeprefix("dropped_")] += int(value)
+                    docs_in += int(value)
         elif name == f"{LanguageTally.type}: {LanguageTally.name}":
             docs_out += int(metrics.get("documents", 0))
             for key, value in metrics.items():
@@ -183,7 +191,7 @@ def _pass_through(step: str, input_dir: Path, partial: Path) -> dict:
     shutil.copytree(source, partial / DOCS)
     languages: dict[str, int] = {}
     count = 0
-    for doc in _reader(partial / DOCS)():
+    for doc in _reader(partial / DOCS, partial / UNREADABLE_DIR)():
         count += 1
         lang = doc.metadata.get("language") or "unknown"
         languages[lang] = languages.get(lang, 0) + 1
@@ -198,7 +206,19 @@ def _pass_through(step: str, input_dir: Path, partial: Path) -> dict:
         "seconds": round(seconds, 3),
         "docs_per_s": round(count / seconds, 1) if seconds > 0 else 0.0,
         "log_line": f"curate/{step}: disabled, {count} docs passed through unchanged",
+        **_unreadable_places(partial),
     }
+
+
+def _unreadable_places(partial: Path) -> dict:
+    """``{"unreadable": ["file:line reason: error", ...]}`` when some input lines could not be read."""
+    items = read_unreadable(partial / UNREADABLE_DIR)
+    if not items:
+        return {}
+    _, shown = unreadable_report(items)
+    for place in shown:
+        logger.warning("unreadable input: %s", place)
+    return {"unreadable": shown}
 
 
 def run_curate_step(
@@ -237,7 +257,7 @@ def run_curate_step(
         token = f"{run_id}/{step}/{id(partial)}"
         _PROGRESS_CALLBACKS[token] = progress
         pipeline = [
-            _reader(input_dir / DOCS),
+            _reader(input_dir / DOCS, partial / UNREADABLE_DIR),
             _step_filter(step, cfg, partial, dedup_state, earlier_runs or []),
             LanguageTally(progress_token=token, total=total),
             _writer(partial / DOCS),
@@ -248,7 +268,7 @@ def run_curate_step(
             stats = run_pipeline(pipeline, partial / LOGS, executor)
         finally:
             _PROGRESS_CALLBACKS.pop(token, None)
-        summary = summarise(step, stats, time.monotonic() - started)
+        summary = summarise(step, stats, time.monotonic() - started) | _unreadable_places(partial)
         # Downstream stages expect the folders even when every document was dropped (or none were).
         (partial / DOCS).mkdir(exist_ok=True)
         (partial / DROPPED).mkdir(exist_ok=True)

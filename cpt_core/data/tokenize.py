@@ -35,7 +35,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.data.general_text import GeneralTextConfig
 from cpt_core.data.heldout import split_heldout
-from cpt_core.io import atomic_write_json, iter_text_rows, jsonl_files, write_jsonl
+from cpt_core.io import (
+    Unreadable,
+    atomic_write_json,
+    iter_text_rows,
+    jsonl_files,
+    unreadable_report,
+    write_jsonl,
+)
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
 from cpt_core.stage import run_stage
 
@@ -72,21 +79,31 @@ class TokenizeConfig(BaseModel):
 # Reading documents and holding some out
 
 
-def read_documents(docs_dir: Path) -> tuple[list[dict], dict[str, int]]:
-    """Documents ``{id, text, metadata}`` from ``docs_dir/documents/*.jsonl[.gz]``, and drop counts."""
+def read_documents(
+    docs_dir: Path, unreadable: list[Unreadable] | None = None
+) -> tuple[list[dict], dict[str, int]]:
+    """Documents ``{id, text, metadata}`` from ``docs_dir/documents/*.jsonl[.gz]``, and drop counts.
+
+    A malformed line or a corrupt file raises, naming the file and line; given an ``unreadable`` list, it is
+    noted there and counted as a drop (``malformed_json``, ``no_text``, ``corrupt_file``) instead.
+    """
     folder = Path(docs_dir) / "documents"
     files = jsonl_files(folder) if folder.is_dir() else []
     if not files:
         raise FileNotFoundError(f"no documents to tokenize: {folder} holds no .jsonl/.jsonl.gz files")
     docs, dropped = [], {}
     for path in files:
-        for lineno, row in iter_text_rows(path):
+        for lineno, row in iter_text_rows(path, unreadable):
             text = row["text"]
             if not text.strip():
                 dropped["empty_text"] = dropped.get("empty_text", 0) + 1
                 continue
             doc_id = str(row.get("id") or f"{path.name}:{lineno}")
             docs.append({"id": doc_id, "text": text, "metadata": row.get("metadata") or {}})
+    for item in unreadable or []:
+        dropped[item.reason] = dropped.get(item.reason, 0) + 1
+    for place in unreadable_report(unreadable or [])[1]:
+        logger.warning("unreadable input: %s", place)
     return docs, dropped
 
 
@@ -279,7 +296,8 @@ def _tokenize(
     fallback_heldout: Path | None = None,
 ) -> dict:
     started = time.monotonic()
-    docs, dropped = read_documents(docs_dir)
+    unreadable: list[Unreadable] = []
+    docs, dropped = read_documents(docs_dir, unreadable)
     train_docs, n_heldout, rule = _write_heldout(docs, cfg, out, fallback_heldout)
     tokenizer = load_fast_tokenizer(tokenizer_dir)
     meter = RateMeter()
@@ -304,6 +322,7 @@ def _tokenize(
         "docs_in": len(docs) + sum(dropped.values()),
         "docs_out": len(train_docs),
         "dropped": dropped,
+        **({"unreadable": unreadable_report(unreadable)[1]} if unreadable else {}),
         "heldout_docs": n_heldout,
         "heldout_rule": rule,
         "docs_by_source": {**docs_by_source, "replay_pool": replay_pool_docs},

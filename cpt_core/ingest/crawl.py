@@ -6,11 +6,8 @@ request at a time, following ``<a href>`` links (parsed with lxml) to the allowe
 host lower-cased, default port removed) and each is handled once, in discovery order, so the same site gives
 the same log, the same frontier and the same WARC records on every rerun.
 
-Politeness: robots.txt is fetched per host with the request timeout and honoured (``urllib.robotparser``,
-including ``Crawl-delay``); one request at a time with an optional pause per host; a user agent that says
-who we are; bodies are streamed with a byte cap so a huge or endless response costs at most ``max_bytes``.
-Connection errors, 5xx and 429 answers are retried with a short exponential backoff; read timeouts are not (a
-slow server would only cost the timeout again).
+Fetching (robots.txt, politeness, retries, byte caps) is ``cpt_core.ingest.fetch``; WARC writing
+``cpt_core.ingest.warc``; URL normalisation, links and sitemaps ``cpt_core.ingest.urls``.
 
 Incremental crawling: the *frontier* (what earlier runs fetched: ETag, Last-Modified, content hash, links)
 turns each request into a conditional GET. A ``304 Not Modified`` or a body whose sha256 is unchanged is a
@@ -25,50 +22,39 @@ link, at the same depth) or a drop among ``timeout``, ``unreachable``, ``invalid
 ``max_depth`` and URLs still queued when ``max_pages`` is reached are counted in the summary
 (``not_visited``) rather than logged one by one. Nothing raises out of the crawl for a bad URL.
 
-Only HTML responses become WARC ``response`` records, written with warcio and tagged with
-``WARC-Identified-Payload-Type`` (datatrove's ``WarcReader`` keeps only records whose payload type is HTML).
-The stored payload is the *decoded* body, so ``Content-Encoding``/``Transfer-Encoding`` are removed from the
-stored HTTP headers and ``Content-Length`` is rewritten to match. Trade-off: sequential fetching is slow for
-big crawls but deterministic and gentle; scale out by splitting seeds across runs.
+Only HTML responses become WARC ``response`` records. Trade-off: sequential fetching is slow for big crawls
+but deterministic and gentle; scale out by splitting seeds across runs.
+
+Resuming: the stage keeps its ``.partial`` folder across a retry with the same key. Each WARC record is
+flushed before its fetch-log line is written, so the log says what is committed; a retry reads the log,
+cuts the WARC files after their last committed record, and walks again, replaying logged URLs (their links
+come from the stored records) instead of fetching them. The output equals an uninterrupted crawl's: the
+same fetch-log URLs and WARC records, none twice.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import logging
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
-from urllib.robotparser import RobotFileParser
 
-import lxml.etree
-import lxml.html
-import requests
-import urllib3.exceptions
 from pydantic import BaseModel, ConfigDict, Field
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
-from cpt_core import __version__
-from cpt_core.io import HTML_TYPES, atomic_write_json, atomic_write_text, stable_json
+from cpt_core.ingest.fetch import Fetcher, FetchSettings, Response
+from cpt_core.ingest.urls import extract_links, host_keys, normalise_url, sitemap_locs
+from cpt_core.ingest.warc import WARC_DIR, StoredPage, WarcFiles
+from cpt_core.io import atomic_write_json, atomic_write_text, stable_json
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
 from cpt_core.stage import run_stage
 from cpt_core.state import visible_runs
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_S = 0.5  # first retry pause; doubles per attempt, capped at BACKOFF_MAX_S
-BACKOFF_MAX_S = 5.0
-BODY_DEADLINE_FACTOR = 3  # a body still trickling in after 3x the timeout is cut off as a timeout
-CHUNK = 64 * 1024
 PROGRESS_EVERY = 10
-WARC_DIR = "warc"
 FETCH_LOG = "fetch_log.jsonl"
 FRONTIER_FILE = "frontier.json"
 
@@ -97,109 +83,14 @@ class CrawlConfig(BaseModel):
     warc_file_mb: int = Field(100, ge=1, description="start a new WARC file once one reaches this size")
 
 
-# --------------------------------------------------------------------------------------------- URLs
-
-
-def normalise_url(url: str, base: str | None = None) -> str | None:
-    """Absolute, fragment-free http(s) URL with lower-case scheme/host and no default port; None if unusable."""
-    try:
-        url = urljoin(base, url.strip()) if base else url.strip()
-        url, _ = urldefrag(url)
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:  # e.g. a port that is not a number, a bad IPv6 literal
-        return None
-    if scheme not in ("http", "https") or not host:
-        return None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != {"http": 80, "https": 443}[scheme]:
-        netloc += f":{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
-
-
-def extract_links(body: bytes, url: str) -> list[str]:
-    """Normalised ``<a href>`` targets of an HTML page, in document order, without repeats."""
-    try:
-        doc = lxml.html.fromstring(body)
-    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
-        return []
-    base = url
-    for href in doc.xpath("//base/@href")[:1]:
-        base = urljoin(url, href.strip())
-    links: dict[str, None] = {}
-    for href in doc.xpath("//a/@href"):
-        link = normalise_url(str(href), base)
-        if link:
-            links.setdefault(link)
-    return list(links)
-
-
-def sitemap_locs(body: bytes) -> tuple[list[str], list[str]]:
-    """``(page URLs, child sitemap URLs)`` listed in a sitemap or sitemap index (gzip allowed)."""
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True, recover=True)
-    root = lxml.etree.fromstring(body, parser=parser)
-    if root is None:
-        return [], []
-    locs = [
-        el.text.strip()
-        for el in root.iter()
-        if isinstance(el.tag, str) and _local(el.tag) == "loc" and el.text
-    ]
-    if _local(root.tag) == "sitemapindex":
-        return [], locs
-    return locs, []
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _host_keys(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return (parts.hostname or "").lower(), parts.netloc.lower()
-
-
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --------------------------------------------------------------------------------------------- HTTP
-
-
-@dataclass
-class _Response:
-    """What one request gave: a drop ``reason`` (None when the body was read) and what is known."""
-
-    reason: str | None = None
-    status: int | None = None
-    error: str | None = None
-    status_line: str = ""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = ""
-    mime: str = ""
-    body: bytes = b""
-    size: int | None = None
-    location: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-
-
-class _BodyTimeout(Exception):
-    pass
-
-
-def _is_read_timeout(err: requests.exceptions.ConnectionError) -> bool:
-    # requests re-raises a read timeout that happens while streaming the body as a ConnectionError
-    return any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in err.args
-    ) or "timed out" in str(err)
-
-
 class _Crawler:
+    """The breadth-first walk: queue, seen URLs, fetch log, this run's frontier and the counts.
+
+    On a resumed crawl, ``done`` holds the fetch-log rows an interrupted attempt committed: those URLs are
+    replayed from the log (and their links from the WARC records) instead of fetched, so the walk visits
+    the same URLs in the same order as an uninterrupted one.
+    """
+
     def __init__(
         self, cfg: CrawlConfig, partial: Path, frontier: dict[str, dict], progress: ProgressFn
     ) -> None:
@@ -207,11 +98,17 @@ class _Crawler:
         self.partial = partial
         self.old_frontier = frontier
         self.progress = progress
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = cfg.user_agent
-        self.robots: dict[str, RobotFileParser] = {}
-        self.last_request: dict[str, float] = {}
-        self.allowed: set[str] = set()
+        self.fetcher = Fetcher(
+            FetchSettings(
+                user_agent=cfg.user_agent,
+                timeout_s=cfg.timeout_s,
+                max_bytes=cfg.max_bytes,
+                retries=cfg.retries,
+                delay_s=cfg.delay_s,
+                respect_robots=cfg.respect_robots,
+            )
+        )
+        self.allowed = _allowed_hosts(cfg)
         self.queue: deque[tuple[str, int]] = deque()
         self.seen: set[str] = set()
         self.too_deep: set[str] = set()
@@ -221,20 +118,14 @@ class _Crawler:
         self.new_frontier: dict[str, dict] = {}
         self.sitemaps: dict[str, str] = {}
         self.meter = RateMeter()
-        self.log_fh = open(partial / FETCH_LOG, "w", encoding="utf-8")  # noqa: SIM115 (closed in run())
-        self.warc = _WarcFiles(partial / WARC_DIR, cfg.warc_file_mb * 1024 * 1024)
+        self.done, self.stored, self.warc = _resume(partial, cfg.warc_file_mb * 1024 * 1024)
+        self.log_fh = open(partial / FETCH_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed in run())
 
     # ---- the walk
 
     def run(self) -> dict:
         try:
-            seeds = self._seeds()
-            self.allowed = {h.lower() for h in self.cfg.allowed_hosts}
-            if not self.allowed:
-                self.allowed = {
-                    _host_keys(u)[0] for u in [*self.cfg.seed_urls, *self.cfg.sitemaps] if _host_keys(u)[0]
-                }
-            for url in seeds:
+            for url in self._seeds():
                 self._enqueue(url, 0)
             visits = 0
             while self.queue and self.requests < self.cfg.max_pages:
@@ -246,7 +137,7 @@ class _Crawler:
         finally:
             self.log_fh.close()
             self.warc.close()
-            self.session.close()
+            self.fetcher.close()
         atomic_write_json(self.partial / FRONTIER_FILE, self.new_frontier)
         self._report()
         return self._summary()
@@ -263,33 +154,38 @@ class _Crawler:
         done: set[str] = set()
         while pending:
             sitemap = pending.popleft()
-            if sitemap in done:
-                continue
-            done.add(sitemap)
-            res = (
-                self._get(sitemap, {}, html_only=False)
-                if normalise_url(sitemap)
-                else _Response("invalid_url")
-            )
-            if res.reason:
-                self.sitemaps[sitemap] = res.reason
-                logger.warning("sitemap %s not read: %s %s", sitemap, res.reason, res.error or "")
-                continue
-            try:
-                pages, children = sitemap_locs(res.body)
-            except (ValueError, OSError) as err:  # lxml's XMLSyntaxError is a ValueError; gzip errors OSError
-                self.sitemaps[sitemap] = f"unreadable: {err}"
-                logger.warning("sitemap %s is not readable XML: %s", sitemap, err)
-                continue
-            self.sitemaps[sitemap] = f"{len(pages)} pages, {len(children)} sitemaps"
-            pending.extend(children)
-            for loc in pages:
-                url = normalise_url(loc)
-                if url is None:
-                    self._log(loc, 0, "invalid_url", error=f"in sitemap {sitemap}")
-                else:
-                    seeds.append(url)
+            if sitemap not in done:
+                done.add(sitemap)
+                seeds.extend(self._sitemap(sitemap, pending))
         return seeds
+
+    def _sitemap(self, sitemap: str, pending: deque[str]) -> list[str]:
+        """The page URLs a sitemap lists; its child sitemaps go to ``pending``."""
+        res = (
+            self.fetcher.get(sitemap, {}, html_only=False)
+            if normalise_url(sitemap)
+            else Response("invalid_url")
+        )
+        if res.reason:
+            self.sitemaps[sitemap] = res.reason
+            logger.warning("sitemap %s not read: %s %s", sitemap, res.reason, res.error or "")
+            return []
+        try:
+            pages, children = sitemap_locs(res.body)
+        except (ValueError, OSError) as err:  # lxml's XMLSyntaxError is a ValueError; gzip errors OSError
+            self.sitemaps[sitemap] = f"unreadable: {err}"
+            logger.warning("sitemap %s is not readable XML: %s", sitemap, err)
+            return []
+        self.sitemaps[sitemap] = f"{len(pages)} pages, {len(children)} sitemaps"
+        pending.extend(children)
+        urls = []
+        for loc in pages:
+            url = normalise_url(loc)
+            if url is None:
+                self._log(loc, 0, "invalid_url", error=f"in sitemap {sitemap}")
+            else:
+                urls.append(url)
+        return urls
 
     def _enqueue(self, url: str, depth: int) -> None:
         if url in self.seen:
@@ -298,7 +194,7 @@ class _Crawler:
             self.too_deep.add(url)
             return
         self.seen.add(url)
-        host, netloc = _host_keys(url)
+        host, netloc = host_keys(url)
         if host not in self.allowed and netloc not in self.allowed:
             self._log(url, depth, "offsite")
             return
@@ -309,151 +205,80 @@ class _Crawler:
             self._enqueue(link, depth + 1)
 
     def _visit(self, url: str, depth: int) -> None:
-        if self.cfg.respect_robots and not self._robots_allow(url):
+        if url in self.done:
+            self._replay(url, depth, self.done[url])
+            return
+        if self.cfg.respect_robots and not self.fetcher.robots_allow(url):
             self._log(url, depth, "robots")
             return
         prev = None if self.cfg.revisit_unchanged else self.old_frontier.get(url)
-        conditional = {}
-        if prev and prev.get("etag"):
-            conditional["If-None-Match"] = prev["etag"]
-        if prev and prev.get("last_modified"):
-            conditional["If-Modified-Since"] = prev["last_modified"]
         started = time.monotonic()
-        res = self._get(url, conditional, html_only=True)
+        res = self.fetcher.get(url, _conditional_headers(prev), html_only=True)
         seconds = time.monotonic() - started
         self.requests += 1
         self.meter.add()
         if res.reason == "redirect":
             self._log(url, depth, "redirect", res, seconds)
-            target = normalise_url(res.location or "", url)
-            if target:
-                self._enqueue(target, depth)  # a redirect is the same page under another name: same depth
-            return
-        if res.reason == "unchanged":  # 304: no body, so follow the links remembered from the last fetch
+            self._redirect(url, res.location, depth)
+        elif res.reason == "unchanged":  # 304: no body, so follow the links remembered from the last fetch
             self._log(url, depth, "unchanged", res, seconds, sha256=(prev or {}).get("sha256"))
             self._follow((prev or {}).get("links", []), depth)
-            return
-        if res.reason:
+        elif res.reason:
             self._log(url, depth, res.reason, res, seconds)
-            return
+        else:
+            self._fetched(url, depth, res, seconds, prev)
+
+    def _fetched(self, url: str, depth: int, res: Response, seconds: float, prev: dict | None) -> None:
         sha = hashlib.sha256(res.body).hexdigest()
         links = extract_links(res.body, url)
         fetched_at = _now_iso()
+        self._remember(url, res.etag, res.last_modified, sha, fetched_at, links)
+        if prev and prev.get("sha256") == sha:
+            self._log(url, depth, "unchanged", res, seconds, sha256=sha, fetched_at=fetched_at)
+        else:
+            self.warc.write(url, res, fetched_at)  # flushed before the log line: the log never runs ahead
+            self.bytes += len(res.body)
+            self._log(url, depth, "fetched", res, seconds, sha256=sha, fetched_at=fetched_at)
+        self._follow(links, depth)
+
+    def _redirect(self, url: str, location: str | None, depth: int) -> None:
+        target = normalise_url(location or "", url)
+        if target:
+            self._enqueue(target, depth)  # a redirect is the same page under another name: same depth
+
+    def _remember(self, url: str, etag, last_modified, sha: str, fetched_at, links: list[str]) -> None:
         self.new_frontier[url] = {
-            "etag": res.etag,
-            "last_modified": res.last_modified,
+            "etag": etag,
+            "last_modified": last_modified,
             "sha256": sha,
             "fetched_at": fetched_at,
             "links": links,
         }
-        if prev and prev.get("sha256") == sha:
-            self._log(url, depth, "unchanged", res, seconds, sha256=sha)
-        else:
-            self.warc.write(url, res, fetched_at)
-            self.bytes += len(res.body)
-            self._log(url, depth, "fetched", res, seconds, sha256=sha)
-        self._follow(links, depth)
 
-    # ---- requests
-
-    def _get(self, url: str, headers: dict[str, str], html_only: bool) -> _Response:
-        """GET with retries of connection errors, 5xx and 429; never raises for a bad URL or server."""
-        last = _Response("unreachable")
-        for attempt in range(self.cfg.retries + 1):
-            if attempt:
-                time.sleep(min(BACKOFF_S * 2 ** (attempt - 1), BACKOFF_MAX_S))
-            self._wait_politely(url)
-            try:
-                with self.session.get(
-                    url, headers=headers, timeout=self.cfg.timeout_s, stream=True, allow_redirects=False
-                ) as resp:
-                    res = self._read(resp, html_only)
-            except (requests.exceptions.ReadTimeout, _BodyTimeout) as err:
-                return _Response("timeout", error=str(err))
-            except requests.exceptions.ConnectTimeout as err:
-                last = _Response("timeout", error=str(err))
-                continue
-            except requests.exceptions.ConnectionError as err:
-                if _is_read_timeout(err):
-                    return _Response("timeout", error=str(err))
-                last = _Response("unreachable", error=str(err))
-                continue
-            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as err:
-                return _Response("invalid_url", error=str(err))
-            except (requests.exceptions.RequestException, OSError, ValueError) as err:
-                return _Response("unreachable", error=f"{type(err).__name__}: {err}")
-            if res.status is not None and (res.status >= 500 or res.status == 429):
-                last = res
-                continue
-            return res
-        return last
-
-    def _read(self, resp: requests.Response, html_only: bool) -> _Response:
-        res = _Response(status=resp.status_code)
-        res.status_line = f"{resp.status_code} {resp.reason or ''}".strip()
-        res.headers = list(resp.headers.items())
-        res.content_type = resp.headers.get("Content-Type", "")
-        res.mime = res.content_type.split(";", 1)[0].strip().lower()
-        res.etag = resp.headers.get("ETag")
-        res.last_modified = resp.headers.get("Last-Modified")
-        length = resp.headers.get("Content-Length", "")
-        res.size = int(length) if length.isdigit() else None
-        status = resp.status_code
-        if status == 304:
-            res.reason = "unchanged"
-        elif resp.is_redirect:
-            res.reason, res.location = "redirect", resp.headers.get("Location")
-        elif not 200 <= status < 300:
-            res.reason = f"http_{status}"
-        elif html_only and res.mime not in HTML_TYPES:
-            res.reason = "non_html"  # not downloaded: the headers say all we keep
-        elif res.size is not None and res.size > self.cfg.max_bytes:
-            res.reason = "too_large"
-        else:
-            body = bytearray()
-            deadline = time.monotonic() + BODY_DEADLINE_FACTOR * self.cfg.timeout_s
-            for chunk in resp.iter_content(CHUNK):
-                body += chunk
-                if len(body) > self.cfg.max_bytes:
-                    res.reason, res.size = "too_large", len(body)
-                    return res
-                if time.monotonic() > deadline:
-                    raise _BodyTimeout(f"body still arriving after {BODY_DEADLINE_FACTOR}x timeout_s")
-            res.body, res.size = bytes(body), len(body)
-            if not res.body.strip():
-                res.reason = "empty"
-        return res
-
-    def _wait_politely(self, url: str) -> None:
-        netloc = _host_keys(url)[1]
-        delay = self.cfg.delay_s
-        robots = self.robots.get(netloc)
-        if robots is not None and self.cfg.respect_robots:
-            delay = max(delay, float(robots.crawl_delay(self.cfg.user_agent) or 0))
-        wait = self.last_request.get(netloc, -1e9) + delay - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        self.last_request[netloc] = time.monotonic()
-
-    def _robots_allow(self, url: str) -> bool:
-        parts = urlsplit(url)
-        netloc = parts.netloc.lower()
-        parser = self.robots.get(netloc)
-        if parser is None:
-            parser = RobotFileParser(f"{parts.scheme}://{netloc}/robots.txt")
-            try:
-                resp = self.session.get(parser.url, timeout=self.cfg.timeout_s)
-                if resp.status_code in (401, 403) or resp.status_code >= 500:
-                    parser.disallow_all = True  # as robotparser does for 401/403; a failing server: stay away
-                elif resp.status_code >= 400:
-                    parser.allow_all = True
-                else:
-                    parser.parse(resp.text.splitlines())
-            except requests.exceptions.RequestException:
-                # unreachable host: allow, so that the page request records the real failure
-                parser.allow_all = True
-            self.robots[netloc] = parser
-        return parser.can_fetch(self.cfg.user_agent, url)
+    def _replay(self, url: str, depth: int, row: dict) -> None:
+        """A URL an interrupted attempt already handled: its counts and links again, without a request."""
+        reason = row["reason"]
+        self.reasons[reason] += 1
+        if reason != "robots":
+            self.requests += 1
+        prev = self.old_frontier.get(url) or {}
+        if reason == "redirect":
+            self._redirect(url, row.get("location"), depth)
+        elif reason == "fetched":
+            page = self.stored[url]
+            links = extract_links(page.body, url)
+            self._remember(
+                url, row.get("etag"), row.get("last_modified"), row["sha256"], page.fetched_at, links
+            )
+            self.bytes += len(page.body)
+            self._follow(links, depth)
+        elif reason == "unchanged":
+            if row.get("status") != 304:  # the body was read and hashed: it has a frontier entry
+                self._remember(
+                    url, row.get("etag"), row.get("last_modified"), row["sha256"], row.get("fetched_at"),
+                    prev.get("links", []),
+                )  # fmt: skip
+            self._follow(prev.get("links", []), depth)
 
     # ---- records
 
@@ -462,13 +287,16 @@ class _Crawler:
         url: str,
         depth: int,
         reason: str,
-        res: _Response | None = None,
+        res: Response | None = None,
         seconds: float = 0.0,
         sha256: str | None = None,
         error: str | None = None,
+        fetched_at: str | None = None,
     ) -> None:
-        res = res or _Response()
         self.reasons[reason] += 1
+        if url in self.done:  # written by the interrupted attempt (an offsite link, a bad seed)
+            return
+        res = res or Response()
         row = {
             "url": url,
             "status": res.status,
@@ -481,11 +309,14 @@ class _Crawler:
             "last_modified": res.last_modified,
             "sha256": sha256,
         }
+        if fetched_at:
+            row["fetched_at"] = fetched_at
         if error or res.error:
             row["error"] = error or res.error
         if res.location:
             row["location"] = res.location
         self.log_fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.log_fh.flush()
 
     def _report(self) -> None:
         self.progress(
@@ -509,6 +340,7 @@ class _Crawler:
             "redirected": self.reasons["redirect"],
             "dropped": dropped,
             "requests": self.requests,
+            "resumed": len(self.done),
             "bytes": self.bytes,
             "seconds": round(seconds, 3),
             "pages_per_s": round(pages_per_s, 2),
@@ -520,52 +352,63 @@ class _Crawler:
                 f"({pages_per_s:.1f} pages/s); dropped "
                 + (", ".join(f"{r} {n}" for r, n in dropped.items()) or "none")
                 + (f"; not visited: {not_visited}" if any(not_visited.values()) else "")
+                + (f"; {len(self.done)} URLs resumed from an interrupted attempt" if self.done else "")
             ),
         }
 
 
-class _WarcFiles:
-    """``crawl-00000.warc.gz``, ``crawl-00001.warc.gz``…: a new file once one passes ``rotate_bytes``."""
+def _allowed_hosts(cfg: CrawlConfig) -> set[str]:
+    allowed = {h.lower() for h in cfg.allowed_hosts}
+    if not allowed:
+        allowed = {host_keys(u)[0] for u in [*cfg.seed_urls, *cfg.sitemaps] if host_keys(u)[0]}
+    return allowed
 
-    def __init__(self, folder: Path, rotate_bytes: int) -> None:
-        self.folder = folder
-        self.rotate_bytes = rotate_bytes
-        self.names: list[str] = []
-        self.fh = None
-        self.writer = None
-        folder.mkdir(parents=True, exist_ok=True)
-        self._open()
 
-    def _open(self) -> None:
-        name = f"crawl-{len(self.names):05d}.warc.gz"
-        self.names.append(f"{WARC_DIR}/{name}")
-        self.fh = open(self.folder / name, "wb")  # noqa: SIM115 (closed in close()/_open())
-        self.writer = WARCWriter(self.fh, gzip=True)
-        info = {"software": f"cptflow/{__version__}", "format": "WARC File Format 1.1"}
-        self.writer.write_record(self.writer.create_warcinfo_record(name, info))
+def _conditional_headers(prev: dict | None) -> dict[str, str]:
+    headers = {}
+    if prev and prev.get("etag"):
+        headers["If-None-Match"] = prev["etag"]
+    if prev and prev.get("last_modified"):
+        headers["If-Modified-Since"] = prev["last_modified"]
+    return headers
 
-    def write(self, url: str, res: _Response, fetched_at: str) -> None:
-        # the payload is the decoded body: drop the encodings that no longer apply and fix the length
-        skip = {"content-encoding", "transfer-encoding", "content-length"}
-        headers = [(k, v) for k, v in res.headers if k.lower() not in skip]
-        headers.append(("Content-Length", str(len(res.body))))
-        record = self.writer.create_warc_record(
-            url,
-            "response",
-            payload=io.BytesIO(res.body),
-            length=len(res.body),
-            http_headers=StatusAndHeaders(res.status_line, headers, protocol="HTTP/1.1"),
-            warc_headers_dict={"WARC-Identified-Payload-Type": res.mime, "WARC-Date": fetched_at},
-        )
-        self.writer.write_record(record)
-        if self.fh.tell() >= self.rotate_bytes:
-            self.fh.close()
-            self._open()
 
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _resume(partial: Path, rotate_bytes: int) -> tuple[dict[str, dict], dict[str, StoredPage], WarcFiles]:
+    """What an interrupted attempt in ``partial`` committed: fetch-log rows by URL, stored pages, the writer.
+
+    A half-written last log line is dropped; a ``fetched`` row whose WARC record is not whole is dropped too
+    (that page is fetched again), and the log is rewritten to the rows kept.
+    """
+    log_path = partial / FETCH_LOG
+    rows = _read_committed_log(log_path)
+    committed = {row["url"] for row in rows if row["reason"] == "fetched"}
+    warc, pages = WarcFiles.resume(partial / WARC_DIR, rotate_bytes, committed)
+    rows = [row for row in rows if row["reason"] != "fetched" or row["url"] in pages]
+    if rows or log_path.exists():
+        atomic_write_text(log_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    if rows:
+        logger.info("crawl: resuming an interrupted attempt: %d URLs already handled", len(rows))
+    return {row["url"]: row for row in rows}, pages, warc
+
+
+def _read_committed_log(path: Path) -> list[dict]:
+    """The whole lines of a fetch log an interrupted crawl wrote (none if there is no log)."""
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # cut off mid-write
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
 
 
 # --------------------------------------------------------------------------------------------- public
@@ -591,7 +434,15 @@ def run_crawl(
         logger.info(summary["log_line"])
         return summary
 
-    return run_stage("crawl", Path(output), cfg, [], work, extra_key={"frontier": frontier_hash(frontier)})
+    return run_stage(
+        "crawl",
+        Path(output),
+        cfg,
+        [],
+        work,
+        extra_key={"frontier": frontier_hash(frontier)},
+        keep_partial=True,
+    )
 
 
 def load_frontier(frontier_dir: Path, runs: list[str]) -> dict:

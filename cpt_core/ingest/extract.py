@@ -32,7 +32,9 @@ texts shorter than ``min_chars`` are dropped as ``empty``. Trafilatura's cross-d
 deduplication is off: it depends on which documents a worker saw before, so output would change with the
 number of tasks; dedup is the curation stage's job.
 
-Document ids are a hash of the URL, so the same page gets the same id in every run.
+Document ids are a hash of the URL, so the same page gets the same id in every run. A WARC file cut short
+or corrupt part-way is read up to the damage: the records before it are kept, and the file is counted as a
+``truncated_warc`` drop and listed in the summary's ``unreadable``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,15 @@ from datatrove.utils.typeshelper import StatHints
 from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.executor import ExecutorConfig, run_pipeline
-from cpt_core.io import HTML_TYPES
+from cpt_core.ingest.warc import WARC_READ_ERRORS
+from cpt_core.io import (
+    HTML_TYPES,
+    UNREADABLE_DIR,
+    Unreadable,
+    note_unreadable,
+    read_unreadable,
+    unreadable_report,
+)
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import run_stage
 
@@ -196,21 +206,55 @@ class CharsetAwareWarcReader(WarcReader):
     # no cchardet / libmagic: decoding uses charset_normalizer, payload types come from the WARC headers
     _requires_dependencies = ["warcio", ("charset_normalizer", "charset-normalizer")]
 
+    def __init__(self, data_folder: str, unreadable_dir: Path | None = None, **kwargs) -> None:
+        super().__init__(data_folder, **kwargs)
+        self.unreadable_dir = str(unreadable_dir) if unreadable_dir else None
+        self._task = 0
+
+    def _document(self, record, filepath: str, index: int) -> Document | None:
+        data = record_to_dict(record)
+        if not data:
+            self.stat_update("records_skipped")
+            return None
+        self.stat_update(f"charset_{data['metadata']['charset']}")
+        return self.get_document_from_dict(data, filepath, index)
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        self._task = rank
+        yield from super().run(data, rank, world_size)
+
     def read_file(self, filepath: str):
+        """The file's HTML records; a truncated or corrupt record ends the file as a ``truncated_warc`` drop."""
         from warcio.archiveiterator import ArchiveIterator
 
-        with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
-            for ri, record in enumerate(ArchiveIterator(f)):
-                with self.track_time():
-                    data = record_to_dict(record)
-                    if not data:
-                        self.stat_update("records_skipped")
-                        continue
-                    self.stat_update(f"charset_{data['metadata']['charset']}")
-                    document = self.get_document_from_dict(data, filepath, ri)
-                    if not document:
-                        continue
-                yield document
+        ri = -1
+        try:
+            # no outer decompression: warcio reads each record's own gzip member, so the records before a
+            # damaged one still come out (a gzip stream over the whole file would fail at its first read)
+            size = self.data_folder.size(filepath)
+            with self.data_folder.open(filepath, "rb", compression=None) as f:
+                records = ArchiveIterator(f)
+                end = 0
+                for ri, record in enumerate(records):
+                    if record.format != "warc":  # warcio reads garbage as an old-style ARC record
+                        raise ValueError(f"not a WARC record (read as {record.format})")
+                    with self.track_time():
+                        document = self._document(record, filepath, ri)
+                        records.read_to_end(record)
+                        end = records.get_record_offset() + records.get_record_length()
+                    if document:
+                        yield document
+            if end < size:  # warcio stops quietly at a record cut short: the bytes left say so
+                raise EOFError(f"{size - end} bytes after the last whole record")
+        except WARC_READ_ERRORS as err:
+            self.stat_update("dropped_truncated_warc")
+            error = f"record {ri + 2} and after are cut short or corrupt: {type(err).__name__}: {err}"
+            place = self.data_folder.resolve_paths(filepath)
+            logger.warning("extract: %s: %s", place, error)
+            if self.unreadable_dir:
+                note_unreadable(
+                    Path(self.unreadable_dir), self._task, Unreadable(place, None, "truncated_warc", error)
+                )
 
 
 class MainTextExtractor(Trafilatura):
@@ -301,7 +345,7 @@ def run_extract(
         for folder in ("documents", "dropped"):  # present even when no document lands there
             (partial / folder).mkdir()
         started = time.monotonic()
-        reader = CharsetAwareWarcReader(str(warc_dir), glob_pattern="*.warc.gz")
+        reader = CharsetAwareWarcReader(str(warc_dir), partial / UNREADABLE_DIR, glob_pattern="*.warc.gz")
         extractor = MainTextExtractor(
             favour_precision=cfg.favour_precision,
             timeout=cfg.timeout_s,
@@ -317,11 +361,12 @@ def run_extract(
 
         read = stats.get(str(reader), {})
         kept = stats.get(str(text_filter), {})
-        docs_in = int(read.get("documents", 0))
+        truncated = int(read.get("dropped_truncated_warc", 0))
+        docs_in = int(read.get("documents", 0)) + truncated
         docs_out = int(kept.get(StatHints.forwarded, 0))
         dropped = {
             key.removeprefix("dropped_"): int(n)
-            for key, n in sorted(kept.items())
+            for key, n in sorted([*kept.items(), *read.items()])
             if key.startswith("dropped_") and n
         }
         charsets = {
@@ -339,6 +384,11 @@ def run_extract(
             "chars_out": chars,
             "records_skipped": int(read.get("records_skipped", 0)),
             "charsets": charsets,
+            **(
+                {"unreadable": unreadable_report(items)[1]}
+                if (items := read_unreadable(partial / UNREADABLE_DIR))
+                else {}
+            ),
             "seconds": round(seconds, 3),
             "docs_per_s": round(rate, 2),
             "log_line": (

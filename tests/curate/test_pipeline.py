@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
@@ -150,3 +151,35 @@ def test_config_rejects_unknown_keys():
         CurateConfig.model_validate({"quality": {"gopher_qualty": False}})
     with pytest.raises(ValidationError, match="dedupe"):
         CurateConfig.model_validate({"dedupe": {}})
+
+
+def test_malformed_lines_and_a_corrupt_gzip_are_named_drops(tmp_path):
+    source = tmp_path / "extract"
+    docs = source / "documents"
+    docs.mkdir(parents=True)
+    good = [json.dumps({"id": f"en-{i}", "text": EN[i]}) for i in range(2)]
+    (docs / "00000.jsonl").write_text(
+        "\n".join([good[0], '{"id": "cut", "text": "half a li', good[1], '{"id": "no-text"}']) + "\n"
+    )
+    rows = [
+        json.dumps({"id": f"gz-{i}", "text": f"{EN[i % 2]} {hashlib.sha256(str(i).encode()).hexdigest()}"})
+        for i in range(200)
+    ]
+    whole = gzip.compress("".join(row + "\n" for row in rows).encode())
+    (docs / "00001.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])  # cut off mid-stream
+    (docs / "00002.jsonl.gz").write_bytes(b"this is not gzip at all\n")
+
+    cfg = CurateConfig.model_validate({"language": {"languages": ["en"]}})
+    summary = run_curate_step("language", cfg, source, tmp_path / "lang", tmp_path / "state", "r")["summary"]
+
+    assert summary["dropped"]["malformed_json"] == 1
+    assert summary["dropped"]["no_text"] == 1
+    assert summary["dropped"]["corrupt_file"] == 2
+    assert summary["docs_in"] == summary["docs_out"] + sum(summary["dropped"].values())
+    kept = read_ids(tmp_path / "lang" / "documents")
+    assert {"en-0", "en-1", "gz-0", "gz-1"} <= set(kept)  # the lines before the damage are kept
+    assert not any(i.startswith("gz-199") for i in kept)
+    places = "\n".join(summary["unreadable"])
+    assert f"{docs / '00000.jsonl'}:2 malformed_json" in places
+    assert f"{docs / '00000.jsonl'}:4 no_text" in places
+    assert "00001.jsonl.gz" in places and "00002.jsonl.gz:1 corrupt_file" in places

@@ -182,6 +182,10 @@ def test_bad_input_is_named(tmp_path, setup):
         fh.write("{not json\n")
     with pytest.raises(ValueError, match=r"00001.jsonl.gz:1: not valid JSON"):
         read_documents(tmp_path / "bad")
+    unreadable = []  # the stage's counting mode: named drops with file and line, the rest read on
+    docs, dropped = read_documents(tmp_path / "bad", unreadable)
+    assert [d["id"] for d in docs] == ["a"] and dropped == {"empty_text": 1, "malformed_json": 1}
+    assert [u.place for u in unreadable] == [f"{folder / '00001.jsonl.gz'}:1"]
     with pytest.raises(FileNotFoundError, match="no Arrow shards"):
         list(iter_sequences(tmp_path))
 

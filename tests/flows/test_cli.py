@@ -68,3 +68,25 @@ def test_single_stages_over_a_folder_of_jsonl(tmp_path):
     result = runner.invoke(app, ["stage", "tokenize", "--config", str(config), "--input", str(tmp_path / "dedup"),
                                  "--output", str(tmp_path / "tok")])
     assert result.exit_code == 2 and "needs --model" in result.output
+
+
+def test_stage_reports_a_malformed_line_by_file_and_line_and_goes_on(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = (
+        "The harbour council met on Tuesday to discuss the new ferry timetable. Members agreed that the early "
+        "morning service should run every day of the week, and that the evening boats would stop at the pier."
+    )
+    lines = [json.dumps({"id": "a", "text": text}), '{"id": "broken", "text": "cut', json.dumps({"id": "b", "text": text + " Again."})]
+    (docs / "part.jsonl").write_text("\n".join(lines) + "\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"root: {tmp_path / 'root'}\n")
+
+    result = runner.invoke(app, ["stage", "language", "--config", str(config), "--input", str(docs),
+                                 "--output", str(tmp_path / "lang")])
+    assert result.exit_code == 0, result.output
+    summary = stage_summary(result.output)
+    assert summary["docs_in"] == 3 and summary["docs_out"] == 2
+    assert summary["dropped"] == {"malformed_json": 1}
+    assert any("part.jsonl:2 malformed_json" in place for place in summary["unreadable"])
+    assert "unreadable input (counted as dropped, the rest went on): " in result.output

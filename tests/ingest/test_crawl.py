@@ -15,7 +15,11 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from cpt_core.ingest import crawl as crawl_mod
-from cpt_core.ingest.crawl import CrawlConfig, commit_frontier, load_frontier, normalise_url, run_crawl
+from cpt_core.ingest import fetch as fetch_mod
+from cpt_core.ingest.crawl import CrawlConfig, commit_frontier, load_frontier, run_crawl
+from cpt_core.ingest.fetch import Response
+from cpt_core.ingest.urls import normalise_url
+from cpt_core.ingest.warc import WarcFiles
 
 KO_TEXT = "대한민국의 수도 서울에서는 오늘 새로운 시립 도서관이 문을 열었다. 시민들은 개관 첫날부터 많은 책을 빌려 갔다."
 EUCKR_TEXT = "부산 해운대 해수욕장은 올여름 역대 가장 많은 방문객을 맞았다. 시는 안전 요원을 두 배로 늘렸다."
@@ -154,7 +158,7 @@ def site():
 @pytest.fixture(scope="module", autouse=True)
 def fast_backoff():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(crawl_mod, "BACKOFF_S", 0.01)
+        mp.setattr(fetch_mod, "BACKOFF_S", 0.01)
         yield
 
 
@@ -259,7 +263,7 @@ def test_rerun_is_skipped_and_output_is_deterministic(site, first_crawl, tmp_pat
     run_crawl(_cfg(site), other, {})
 
     def strip(rows: dict) -> list:
-        return [{k: v for k, v in row.items() if k != "seconds"} for row in rows.values()]
+        return [{k: v for k, v in row.items() if k not in ("seconds", "fetched_at")} for row in rows.values()]
 
     assert strip(_log(out)) == strip(_log(other))
     assert [(u, b) for u, _, b in _warc_responses(out)] == [(u, b) for u, _, b in _warc_responses(other)]
@@ -317,8 +321,8 @@ def test_sitemap_seeds_and_page_limit(site, tmp_path):
 
 
 def test_warc_files_rotate(tmp_path):
-    res = crawl_mod._Response(status_line="200 OK", headers=[("Content-Type", "text/html")], mime="text/html")
-    warc = crawl_mod._WarcFiles(tmp_path / "warc", rotate_bytes=1)
+    res = Response(status_line="200 OK", headers=[("Content-Type", "text/html")], mime="text/html")
+    warc = WarcFiles(tmp_path / "warc", rotate_bytes=1)
     for i in range(2):
         res.body = f"<html><body>page {i}</body></html>".encode()
         warc.write(f"http://example.com/{i}", res, "2025-01-01T00:00:00Z")
@@ -361,3 +365,91 @@ def _read_docs(folder: Path) -> dict[str, dict]:
                 doc = json.loads(line)
                 docs[doc["metadata"]["url"]] = doc
     return docs
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_after(pages: int):
+    def progress(done, total, message):  # noqa: ARG001
+        if done >= pages:
+            raise _Interrupted(f"stopped after {done} URLs")
+
+    return progress
+
+
+def _record_set(out: Path) -> list[tuple[str, bytes]]:
+    return sorted((u, b) for u, _, b in _warc_responses(out))
+
+
+def _interrupted_crawl(site, out: Path, monkeypatch) -> dict[str, dict]:
+    """A crawl stopped by its progress callback after 4 URLs; returns the fetch log it left."""
+    monkeypatch.setattr(crawl_mod, "PROGRESS_EVERY", 1)
+    with pytest.raises(_Interrupted):
+        run_crawl(_cfg(site), out, {}, progress=_interrupt_after(4))
+    partial = out.with_name(out.name + ".partial")
+    assert not out.exists() and partial.is_dir()
+    return _log(partial)
+
+
+def test_interrupted_crawl_resumes_without_refetching(site, first_crawl, tmp_path, monkeypatch):
+    reference, ref_manifest = first_crawl
+    out = tmp_path / "crawl"
+    done = _interrupted_crawl(site, out, monkeypatch)
+    fetched = [url for url, row in done.items() if row["reason"] == "fetched"]
+    assert len(fetched) >= 2
+    hits_before = Counter(site.hits)
+
+    manifest = run_crawl(_cfg(site), out, {})
+
+    for url in done:
+        path = url.removeprefix(site.base)
+        assert site.hits[path] == hits_before[path], f"{path} was fetched again after the resume"
+    later = [p for p in FETCHED if site.base + p not in done]
+    assert later and all(site.hits[p] == hits_before[p] + 1 for p in later)  # what was not reached is fetched
+    assert _record_set(out) == _record_set(reference)
+    assert set(_log(out)) == set(_log(reference))
+    assert json.loads((out / "frontier.json").read_text()).keys() == json.loads(
+        (reference / "frontier.json").read_text()
+    ).keys()
+    summary, ref = manifest["summary"], ref_manifest["summary"]
+    assert summary["resumed"] == len(done)
+    for key in ("fetched", "redirected", "dropped", "requests", "bytes", "not_visited"):
+        assert summary[key] == ref[key], key
+    assert not out.with_name("crawl.partial").exists()
+    assert not (out / "_partial_key").exists()
+
+
+def test_resume_discards_a_half_written_record_and_log_line(site, first_crawl, tmp_path, monkeypatch):
+    """As after a kill: the last page's record is half on disk and its log line never made it."""
+    reference, _ = first_crawl
+    out = tmp_path / "crawl"
+    done = _interrupted_crawl(site, out, monkeypatch)
+    partial = out.with_name("crawl.partial")
+    last_fetched = [url for url, row in done.items() if row["reason"] == "fetched"][-1]
+    lines = (partial / "fetch_log.jsonl").read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["url"] != last_fetched]
+    (partial / "fetch_log.jsonl").write_text("".join(kept) + '{"url": "http://cut')  # a line cut mid-write
+    warc = sorted((partial / "warc").glob("*.warc.gz"))[-1]
+    data = warc.read_bytes()
+    with open(warc, "ab") as fh:
+        fh.write(data[len(data) // 2 :][:200])  # a record cut off mid-gzip-member
+    hits_before = Counter(site.hits)
+
+    run_crawl(_cfg(site), out, {})
+
+    assert site.hits[last_fetched.removeprefix(site.base)] == hits_before[last_fetched.removeprefix(site.base)] + 1
+    records = _record_set(out)
+    assert len(records) == len({u for u, _ in records}), "a record was written twice"
+    assert records == _record_set(reference)
+    assert set(_log(out)) == set(_log(reference))
+
+
+def test_partial_of_another_config_is_not_resumed(site, tmp_path, monkeypatch):
+    out = tmp_path / "crawl"
+    _interrupted_crawl(site, out, monkeypatch)
+    hits_before = Counter(site.hits)
+    run_crawl(_cfg(site, max_depth=0), out, {})  # another key: a fresh crawl
+    assert site.hits["/"] == hits_before["/"] + 1
+    assert list(_log(out))[0] == site.base + "/"

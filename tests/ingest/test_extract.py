@@ -208,3 +208,24 @@ def test_decode_html(body, content_type, text, charset):
     decoded, used = decode_html(body, content_type)
     assert used == charset
     assert decoded == (text if text is not None else body.decode("cp949"))
+
+
+def test_truncated_warc_is_a_named_drop_and_earlier_records_are_kept(crawl_dir, tmp_path):
+    crawl = tmp_path / "crawl"
+    (crawl / "warc").mkdir(parents=True)
+    whole = (crawl_dir / "warc" / "crawl-00000.warc.gz").read_bytes()
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    _record(writer, "https://en.example/last", _html("Last", EN).encode(), "text/html")
+    last = buf.getvalue()
+    # every page of the fixture, then a record cut off in the middle of its gzip member
+    (crawl / "warc" / "crawl-00000.warc.gz").write_bytes(whole + last[: len(last) // 2])
+    (crawl / "warc" / "crawl-00001.warc.gz").write_bytes(b"not a warc file at all")
+
+    summary = run_extract(ExtractConfig(min_chars=30), crawl, tmp_path / "extract")["summary"]
+
+    assert summary["dropped"] == {"empty": 1, "truncated_warc": 2}
+    assert summary["docs_out"] == 6  # the whole records before the damage
+    assert summary["docs_in"] == summary["docs_out"] + sum(summary["dropped"].values())
+    places = "\n".join(summary["unreadable"])
+    assert "crawl-00000.warc.gz truncated_warc" in places and "crawl-00001.warc.gz truncated_warc" in places

@@ -1,0 +1,151 @@
+"""The crawl's WARC files: ``warc/crawl-00000.warc.gz``, ``crawl-00001.warc.gz``…, and resuming them.
+
+Each record is its own gzip member and is flushed to disk before the crawler logs the page as fetched, so the
+fetch log is the commit point: a record whose URL the log does not list as fetched was written by a crawl
+killed between the two writes. ``WarcFiles.resume`` reads what an interrupted crawl left, keeps every
+committed record, cuts each file after its last committed record (dropping half-written or uncommitted
+ones), and appends from there. Records are ``response`` records tagged with ``WARC-Identified-Payload-Type``
+(datatrove's ``WarcReader`` keeps only HTML payload types); the stored payload is the *decoded* body, so
+``Content-Encoding``/``Transfer-Encoding`` are removed from the stored HTTP headers and ``Content-Length`` is
+rewritten to match.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from cpt_core import __version__
+from cpt_core.ingest.fetch import Response
+
+logger = logging.getLogger(__name__)
+
+WARC_DIR = "warc"
+# what a truncated or corrupt gzip member / WARC record raises while it is read
+WARC_READ_ERRORS = (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError)
+
+
+@dataclass
+class StoredPage:
+    """A committed page found again in the WARC files: what resuming needs to re-follow its links."""
+
+    body: bytes
+    fetched_at: str
+
+
+class WarcFiles:
+    """Writes response records, starting a new file once one passes ``rotate_bytes``."""
+
+    def __init__(self, folder: Path, rotate_bytes: int, _append_to: Path | None = None) -> None:
+        self.folder = Path(folder)
+        self.rotate_bytes = rotate_bytes
+        self.names: list[str] = []
+        self.fh = None
+        self.writer = None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if _append_to is None:
+            self._open()
+        else:
+            self.names = [f"{WARC_DIR}/{p.name}" for p in _warc_paths(self.folder) if p <= _append_to]
+            self.fh = open(_append_to, "ab")  # noqa: SIM115 (closed in close()/_rotate())
+            self.writer = WARCWriter(self.fh, gzip=True)
+
+    @classmethod
+    def resume(
+        cls, folder: Path, rotate_bytes: int, committed: set[str]
+    ) -> tuple[WarcFiles, dict[str, StoredPage]]:
+        """Reopen an interrupted crawl's files, keeping only records of ``committed`` URLs.
+
+        Returns the writer (appending to the last file kept) and the committed pages found, by URL.
+        """
+        folder = Path(folder)
+        pages: dict[str, StoredPage] = {}
+        last: Path | None = None
+        cut = False
+        for path in _warc_paths(folder):
+            if cut:
+                path.unlink()  # started after an uncommitted record: nothing in it counts
+                continue
+            keep_bytes, whole = _committed_prefix(path, committed, pages)
+            cut = not whole
+            if keep_bytes == 0:
+                path.unlink()  # not even its warcinfo record is whole
+                continue
+            if keep_bytes < path.stat().st_size:
+                logger.info("crawl resume: cutting %s after its last committed record", path.name)
+                with open(path, "r+b") as fh:
+                    fh.truncate(keep_bytes)
+            last = path
+        if last is None:
+            return cls(folder, rotate_bytes), pages
+        return cls(folder, rotate_bytes, _append_to=last), pages
+
+    def _open(self) -> None:
+        name = f"crawl-{len(self.names):05d}.warc.gz"
+        self.names.append(f"{WARC_DIR}/{name}")
+        self.fh = open(self.folder / name, "wb")  # noqa: SIM115 (closed in close()/_rotate())
+        self.writer = WARCWriter(self.fh, gzip=True)
+        info = {"software": f"cptflow/{__version__}", "format": "WARC File Format 1.1"}
+        self.writer.write_record(self.writer.create_warcinfo_record(name, info))
+        self.fh.flush()
+
+    def write(self, url: str, res: Response, fetched_at: str) -> None:
+        """Append one response record and flush it, so that a log line written after it is never ahead."""
+        # the payload is the decoded body: drop the encodings that no longer apply and fix the length
+        skip = {"content-encoding", "transfer-encoding", "content-length"}
+        headers = [(k, v) for k, v in res.headers if k.lower() not in skip]
+        headers.append(("Content-Length", str(len(res.body))))
+        record = self.writer.create_warc_record(
+            url,
+            "response",
+            payload=io.BytesIO(res.body),
+            length=len(res.body),
+            http_headers=StatusAndHeaders(res.status_line, headers, protocol="HTTP/1.1"),
+            warc_headers_dict={"WARC-Identified-Payload-Type": res.mime, "WARC-Date": fetched_at},
+        )
+        self.writer.write_record(record)
+        self.fh.flush()
+        if self.fh.tell() >= self.rotate_bytes:
+            self.fh.close()
+            self._open()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def _warc_paths(folder: Path) -> list[Path]:
+    return sorted(Path(folder).glob("crawl-*.warc.gz"))
+
+
+def _committed_prefix(path: Path, committed: set[str], pages: dict[str, StoredPage]) -> tuple[int, bool]:
+    """``(bytes up to the last committed record, whether the file is whole)``; fills ``pages``."""
+    keep = 0
+    whole = True
+    with open(path, "rb") as fh:
+        records = ArchiveIterator(fh)
+        try:
+            for record in records:
+                url = record.rec_headers.get_header("WARC-Target-URI")
+                is_page = record.rec_type == "response"
+                if is_page and url not in committed:
+                    whole = False
+                    break
+                body = record.content_stream().read()
+                records.read_to_end(record)
+                if is_page:
+                    pages[url] = StoredPage(body, record.rec_headers.get_header("WARC-Date") or "")
+                keep = records.get_record_offset() + records.get_record_length()
+        except WARC_READ_ERRORS as err:
+            logger.warning("crawl resume: %s is cut short (%s); keeping its whole records", path.name, err)
+            whole = False
+    return keep, whole
