@@ -30,6 +30,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cpt_core import __version__
+from cpt_core.faults import fault_point
 from cpt_core.io import atomic_write_json, stable_json
 
 MANIFEST = "_manifest.json"
@@ -167,6 +168,7 @@ def run_stage(
         "output_hash": hash_files(partial),
     }
     atomic_write_json(partial / MANIFEST, manifest)
+    fault_point(f"{name}:commit")
     if output.exists():
         shutil.rmtree(output)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
 from cpt_core.curate.quality import QualityConfig, QualityFilter
 from cpt_core.curate.reader import CountingJsonlReader
 from cpt_core.executor import ExecutorConfig, run_pipeline
+from cpt_core.faults import fault_point
 from cpt_core.io import UNREADABLE_DIR, read_unreadable, unreadable_report
 from cpt_core.layout import CURATE_STEPS as STEPS
 from cpt_core.progress import ProgressFn, no_progress
@@ -89,6 +90,7 @@ class LanguageTally(PipelineStep):
             if progress and time.monotonic() - last >= self.every_s:
                 last = time.monotonic()
                 progress(n, self.total, "documents kept")
+            fault_point("curate:document")
             yield doc
 
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.data.general_text import GeneralTextConfig
 from cpt_core.data.heldout import split_heldout
+from cpt_core.faults import fault_point
 from cpt_core.io import (
     Unreadable,
     atomic_write_json,
@@ -316,6 +317,7 @@ def _tokenize(
     sep = separator_id(tokenizer)
     rows, tokens_by_source, docs_by_source, total = _pack(stream_docs, cfg.seq_len, sep)
     shards = write_shards(rows, out / TRAIN_DIR, cfg.shard_sequences)
+    fault_point("tokenize:shards")
     n_seq, kept = rows.shape[0], rows.size
     mix = {k: round(v / kept, 4) for k, v in tokens_by_source.items()}
     summary = {

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.faults import fault_point
 from cpt_core.ingest.fetch import Fetcher, FetchSettings, Response
 from cpt_core.ingest.urls import extract_links, host_keys, normalise_url, sitemap_locs
 from cpt_core.ingest.warc import WARC_DIR, StoredPage, WarcFiles
@@ -317,6 +318,7 @@ class _Crawler:
             row["location"] = res.location
         self.log_fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.log_fh.flush()
+        fault_point("crawl:page")
 
     def _report(self) -> None:
         self.progress(

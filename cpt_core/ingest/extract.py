@@ -56,6 +56,7 @@ from datatrove.utils.typeshelper import StatHints
 from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.executor import ExecutorConfig, run_pipeline
+from cpt_core.faults import fault_point
 from cpt_core.ingest.warc import WARC_READ_ERRORS
 from cpt_core.io import (
     HTML_TYPES,
@@ -308,6 +309,7 @@ class MainTextExtractor(Trafilatura):
                     doc.text = result["text"]
                     if result.get("date"):
                         doc.metadata["date"] = result["date"]
+                fault_point("extract:document")
                 yield doc
 
 
