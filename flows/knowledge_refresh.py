@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 
 from cpt_core.config import RunConfig, apply_overrides, validate_config
 from cpt_core.layout import RunLayout
+from cpt_core.lock import RootLock
 from cpt_core.train.base_model import is_probably_instruct
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
@@ -43,39 +44,40 @@ def knowledge_refresh(config: RunConfig, overrides: list[str] | None = None) -> 
     if overrides:
         config = validate_config(apply_overrides(config.model_dump(mode="json"), overrides), "overrides")
     config = config.with_run_id()
-    layout = RunLayout.create(config.root, config.run_id)
-    logger = get_run_logger()
-    logger.info("run %s under %s", config.run_id, layout.run)
-    with demo_sources(config, layout) as config:
-        ingest = ingest_flow(config, layout)
-    curate = curate_flow(config, layout)
-    train = train_flow(config, layout)
-    lineage = {
-        "parent": train["start"]["parent"],
-        "base_source": train["start"]["source"],
-        "tokens_key": train["tokenize"]["key"],
-        "shards": str(layout.tokens / "train"),
-        "source_urls": str(layout.crawl / "fetch_log.jsonl"),
-        "config": config.model_dump(mode="json"),
-    }
-    evaluation = evaluate_flow(config, layout, train["start"]["model_dir"], lineage)
-    stages = {
-        "crawl": ingest["crawl"],
-        "extract": ingest["extract"],
-        **{f"curate/{k}": v for k, v in curate.items()},
-        "tokenize": train["tokenize"],
-        "train": train["train"],
-        "evaluate": evaluation["evaluate"],
-        "promote": evaluation["promote"],
-    }
-    report = run_report_task(layout, stages, train["start"])
-    promoted = evaluation["promote"]["summary"].get("promote")
-    logger.info("run %s finished: report %s; promoted: %s", config.run_id, report, promoted)
-    return {
-        "run_id": config.run_id,
-        "run_dir": str(layout.run),
-        "report": report,
-        "model": str(layout.model / "final"),
-        "promoted": promoted,
-        "skipped": [name for name, m in stages.items() if m.get("skipped")],
-    }
+    with RootLock(config.root, config.run_id):
+        layout = RunLayout.create(config.root, config.run_id)
+        logger = get_run_logger()
+        logger.info("run %s under %s", config.run_id, layout.run)
+        with demo_sources(config, layout) as config:
+            ingest = ingest_flow(config, layout)
+        curate = curate_flow(config, layout)
+        train = train_flow(config, layout)
+        lineage = {
+            "parent": train["start"]["parent"],
+            "base_source": train["start"]["source"],
+            "tokens_key": train["tokenize"]["key"],
+            "shards": str(layout.tokens / "train"),
+            "source_urls": str(layout.crawl / "fetch_log.jsonl"),
+            "config": config.model_dump(mode="json"),
+        }
+        evaluation = evaluate_flow(config, layout, train["start"]["model_dir"], lineage)
+        stages = {
+            "crawl": ingest["crawl"],
+            "extract": ingest["extract"],
+            **{f"curate/{k}": v for k, v in curate.items()},
+            "tokenize": train["tokenize"],
+            "train": train["train"],
+            "evaluate": evaluation["evaluate"],
+            "promote": evaluation["promote"],
+        }
+        report = run_report_task(layout, stages, train["start"])
+        promoted = evaluation["promote"]["summary"].get("promote")
+        logger.info("run %s finished: report %s; promoted: %s", config.run_id, report, promoted)
+        return {
+            "run_id": config.run_id,
+            "run_dir": str(layout.run),
+            "report": report,
+            "model": str(layout.model / "final"),
+            "promoted": promoted,
+            "skipped": [name for name, m in stages.items() if m.get("skipped")],
+        }
