@@ -11,8 +11,8 @@
 Every write is a read-modify-write under an exclusive ``flock`` on a sidecar lock file, finished by an atomic
 rename, so two runs promoting at once cannot lose each other's entry and a crash never leaves half a file.
 ``Registry.promote_if`` reads the champion, asks the gate (``cpt_core.evaluate.gate.decide``) and records the
-answer under that one lock: two candidates trained from the same champion cannot both be promoted, the second
-is judged against the first's result. Recording a run again replaces its entry in place (keeping its first
+answer under that one lock: of two candidates trained from the same champion, the second is judged against the
+first's promoted result, and refused because it started from a stale parent; never are both promoted. Recording a run again replaces its entry in place (keeping its first
 ``recorded_at``): a retried or resumed promote stage leaves the registry byte-for-byte as one recording would.
 
 Lineage: each entry names its ``parent`` (the run id or model it started from) and what it was trained on
