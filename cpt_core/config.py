@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cpt_core.curate.pipeline import CurateConfig
 from cpt_core.data.tokenize import TokenizeConfig
 from cpt_core.demo.site import DemoSiteConfig
-from cpt_core.evaluate.registry import PromoteConfig
+from cpt_core.evaluate.gate import PromoteConfig
 from cpt_core.evaluate.stage import EvalConfig
 from cpt_core.ingest.crawl import CrawlConfig
 from cpt_core.ingest.extract import ExtractConfig

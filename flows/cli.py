@@ -5,6 +5,10 @@
     cptflow run configs/demo.yaml --run-id demo-1      # resume (or no-op rerun of) a given run
     cptflow stage quality --config C --input DOCS --output OUT   # one stage over datatrove JSONL
     cptflow validate configs/korean_7b.yaml            # check a recipe without running it
+    cptflow registry ls --root R                       # the model registry: runs, champion, lineage
+    cptflow registry reset-champion --root R --to RUN  # repair the champion pointer (or --base)
+
+A run or a stage holds its root (``cpt_core.lock.RootLock``): a second one on the same root fails at once.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import shutil
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from cpt_core.config import ConfigError, RunConfig, load_config
+from cpt_core.lock import RootBusyError, RootLock
 
 # Offline-friendly defaults for Prefect's embedded server; users' explicit settings win.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -27,6 +33,8 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continued pre-training, end to end.")
+registry_app = typer.Typer(no_args_is_help=True, help="The model registry: runs, champion pointer, lineage.")
+app.add_typer(registry_app, name="registry")
 
 
 class Stage(str, Enum):
@@ -71,12 +79,21 @@ def run(
 ) -> None:
     """Run the knowledge-refresh flow end to end and print where its report is."""
     cfg = _load(config, set_, run_id)
-    if fresh:
-        for sub in ("runs", "state"):
-            shutil.rmtree(Path(cfg.root) / sub, ignore_errors=True)
     from flows.knowledge_refresh import knowledge_refresh
 
-    result = knowledge_refresh(cfg)
+    try:
+        if fresh:
+            with RootLock(cfg.root, "fresh"):
+                shutil.rmtree(Path(cfg.root) / "runs", ignore_errors=True)
+                for path in (Path(cfg.root) / "state").glob("*"):
+                    if path.is_dir():
+                        shutil.rmtree(path)
+                    elif path.name != ".root.lock":
+                        path.unlink()
+        result = knowledge_refresh(cfg)
+    except RootBusyError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from None
     typer.echo("")
     typer.echo(f"run:    {result['run_id']}  ({result['run_dir']})")
     typer.echo(f"outcome: {result['outcome']}")
@@ -117,6 +134,31 @@ def stage(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = log_progress(logging.getLogger(f"cptflow.{name.value}"))
     cfg = _load(config, set_)
+    try:
+        with RootLock(cfg.root, run_id):
+            manifest = _run_one_stage(name, cfg, input, output, model, heldout, state, run_id, progress)
+    except RootBusyError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from None
+    summary = {k: v for k, v in manifest.get("summary", {}).items() if k != "log_line"}
+    typer.echo(json.dumps({"stage": name.value, "skipped": manifest.get("skipped"), **summary}, indent=2))
+    if manifest.get("summary", {}).get("log_line"):
+        typer.echo(manifest["summary"]["log_line"])
+    for place in manifest.get("summary", {}).get("unreadable", []):
+        typer.echo(f"unreadable input (counted as dropped, the rest went on): {place}", err=True)
+
+
+def _run_one_stage(
+    name: Stage,
+    cfg: RunConfig,
+    input: Path | None,
+    output: Path,
+    model: Path | None,
+    heldout: Path | None,
+    state: Path | None,
+    run_id: str,
+    progress,
+) -> dict:
     state = state or Path(cfg.root) / "state"
     kg = Path(cfg.knowledge_graph) if cfg.knowledge_graph else None
 
@@ -154,12 +196,89 @@ def stage(
         manifest = run_evaluate(
             cfg.evaluate, need(model, "model"), need(input, "input"), need(heldout, "heldout"), kg, output, progress
         )
-    summary = {k: v for k, v in manifest.get("summary", {}).items() if k != "log_line"}
-    typer.echo(json.dumps({"stage": name.value, "skipped": manifest.get("skipped"), **summary}, indent=2))
-    if manifest.get("summary", {}).get("log_line"):
-        typer.echo(manifest["summary"]["log_line"])
-    for place in manifest.get("summary", {}).get("unreadable", []):
-        typer.echo(f"unreadable input (counted as dropped, the rest went on): {place}", err=True)
+    return manifest
+
+
+ROOT_HELP = "the data root holding runs/ and state/"
+
+
+def _registry(root: Path):
+    from cpt_core.evaluate.registry import Registry
+
+    return Registry(root.expanduser() / "state" / "registry.json")
+
+
+def _fail(err: Exception) -> NoReturn:
+    typer.echo(str(err.args[0]) if isinstance(err, KeyError) else str(err), err=True)
+    raise typer.Exit(1) from None
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.2f}%"
+
+
+@registry_app.command("ls")
+def registry_ls(root: Path = typer.Option(..., help=ROOT_HELP)) -> None:
+    """Every recorded run: gate verdict, parent, general bits/byte drift since the original base, folder."""
+    from cpt_core.evaluate.registry import ChampionMissingError
+
+    registry = _registry(root)
+    try:
+        history, champion = registry.history(), registry.champion()
+    except ValueError as err:
+        _fail(err)
+    typer.echo(f"champion: {champion['run_id'] if champion else '(none: runs start from the base model)'}")
+    for e in history:
+        mark = "*" if champion and champion["run_id"] == e["run_id"] else " "
+        folder = "" if Path(e["model_dir"]).exists() else "  (model folder missing)"
+        typer.echo(
+            f"{mark} {e['run_id']}  {'promoted' if e['promote'] else 'rejected'}  parent={e['parent_run_id'] or e['parent']}"
+            f"  general_vs_base={_pct(e.get('general_bpb_rel_to_base'))}  {e['model_dir']}{folder}"
+        )
+    try:
+        registry.champion_model()
+    except ChampionMissingError as err:
+        typer.echo(str(err), err=True)
+
+
+@registry_app.command("show")
+def registry_show(run: str, root: Path = typer.Option(..., help=ROOT_HELP)) -> None:
+    """One run's registry entry and its lineage back to the first base model, as JSON."""
+    registry = _registry(root)
+    try:
+        entry = registry.entry(run)
+        if entry is None:
+            raise KeyError(f"run {run!r} is not in the model registry {registry.path}")
+        lineage = [c["run_id"] or c["model"] for c in registry.lineage(run)]
+    except (KeyError, ValueError) as err:
+        _fail(err)
+    champion = registry.champion()
+    is_champion = bool(champion and champion["run_id"] == run)
+    typer.echo(json.dumps({**entry, "champion": is_champion, "lineage": lineage}, indent=2))
+
+
+@registry_app.command("reset-champion")
+def registry_reset_champion(
+    root: Path = typer.Option(..., help=ROOT_HELP),
+    to: str | None = typer.Option(None, help="a promoted run whose model folder exists"),
+    base: bool = typer.Option(False, help="no champion: the next run starts from the configured base model"),
+) -> None:
+    """Repair the champion pointer: to a promoted run whose folder exists, or back to the base model."""
+    if (to is None) == (not base):
+        typer.echo("reset-champion needs exactly one of --to RUN or --base", err=True)
+        raise typer.Exit(2)
+    registry = _registry(root)
+    if not registry.path.exists():
+        _fail(FileNotFoundError(f"no model registry at {registry.path}"))
+    try:
+        with RootLock(root, "registry-reset-champion"):
+            champion = registry.reset_champion(to)
+    except (RootBusyError, KeyError, ValueError, FileNotFoundError) as err:
+        _fail(err)
+    if champion:
+        typer.echo(f"champion: {champion['run_id']} ({champion['model_dir']})")
+    else:
+        typer.echo("champion: none; the next run starts from the configured base model")
 
 
 def main() -> None:  # pragma: no cover - console entry

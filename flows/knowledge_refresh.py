@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 
 from cpt_core.config import RunConfig, apply_overrides, validate_config
 from cpt_core.layout import STEPS, RunLayout
+from cpt_core.lock import RootLock
 from cpt_core.train.base_model import is_probably_instruct
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
@@ -65,7 +66,13 @@ def knowledge_refresh(config: RunConfig, overrides: list[str] | None = None) -> 
     if overrides:
         config = validate_config(apply_overrides(config.model_dump(mode="json"), overrides), "overrides")
     config = config.with_run_id()
-    layout = RunLayout.create(config.root, config.run_id)
+    with RootLock(config.root, config.run_id):
+        layout = RunLayout.create(config.root, config.run_id)
+        return _refresh(config, layout)
+
+
+def _refresh(config: RunConfig, layout: RunLayout) -> dict:
+    """The stages of one run, under the root's lock."""
     logger = get_run_logger()
     logger.info("run %s under %s", config.run_id, layout.run)
     with demo_sources(config, layout) as config:

@@ -16,7 +16,8 @@ from prefect import task
 from cpt_core.curate.dedup import commit_dedup_index
 from cpt_core.curate.pipeline import CurateConfig, run_curate_step
 from cpt_core.data.tokenize import HELDOUT_FILE, TokenizeConfig, run_tokenize
-from cpt_core.evaluate.registry import PromoteConfig, Registry, run_promote
+from cpt_core.evaluate.gate import PromoteConfig
+from cpt_core.evaluate.registry import Registry, run_promote
 from cpt_core.evaluate.stage import EvalConfig, run_evaluate
 from cpt_core.ingest.crawl import CrawlConfig, crawl_against_frontier
 from cpt_core.ingest.extract import ExtractConfig, run_extract
@@ -85,8 +86,9 @@ def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
         start = json.loads(pinned.read_text())
         if Path(start["model_dir"]).exists():
             return start
-    champion = Registry(layout.registry).champion() if cfg.continue_from_champion else None
-    if champion and Path(champion["model_dir"]).exists():
+    # A champion whose folder is gone is an error naming the repair, not a silent restart from the base.
+    champion = Registry(layout.registry).champion_model() if cfg.continue_from_champion else None
+    if champion:
         start = {"model_dir": champion["model_dir"], "parent": champion["run_id"], "source": cfg.source}
     else:
         model_dir = resolve_base_model(cfg, layout.cache, progress=PrefectProgress("base-model", layout.run_id))

@@ -1,67 +1,44 @@
-"""The model registry: champion pointer, promotion gate and lineage.
+"""The model registry: champion pointer, run history and lineage, in one JSON file.
 
-One JSON file, ``<root>/state/registry.json``, outlives the runs::
+``<root>/state/registry.json`` outlives the runs::
 
     {"champion": {run_id, model_dir, metrics, promoted_at} | null,
      "history":  [{run_id, model_dir, parent, parent_run_id, tokens_key, source_urls, shards, config_hash,
-                   metrics, base_metrics, delta, promote, reasons, previous_champion, recorded_at}, ...]}
+                   metrics, base_metrics, delta, general_bpb_rel_to_base, promote, reasons,
+                   previous_champion, recorded_at}, ...],
+     "resets":   [{at, from, to}, ...]}
 
 Every write is a read-modify-write under an exclusive ``flock`` on a sidecar lock file, finished by an atomic
 rename, so two runs promoting at once cannot lose each other's entry and a crash never leaves half a file.
-Recording a run again replaces its entry in place (keeping its first ``recorded_at``): a retried or resumed
-promote stage leaves the registry byte-for-byte as one recording would.
-
-**The gate** (``Registry.decide``) compares the trained model with the ``base`` column of the same
-evaluation, not with numbers stored from an earlier run: bits-per-byte and probe accuracy depend on the
-held-out text and probe they were measured on, which change every refresh, so only two models measured side
-by side are comparable. A run that continues from the champion (``BaseModelConfig.continue_from_champion``)
-has the champion as its base, so "better than base" *is* "better than the champion". A run that started from
-some other checkpoint while a champion exists measured the wrong baseline; the gate refuses it and says so.
+``Registry.promote_if`` reads the champion, asks the gate (``cpt_core.evaluate.gate.decide``) and records the
+answer under that one lock: of two candidates trained from the same champion, the second is judged against the
+first's promoted result, and refused because it started from a stale parent; never are both promoted. Recording a run again replaces its entry in place (keeping its first
+``recorded_at``): a retried or resumed promote stage leaves the registry byte-for-byte as one recording would.
 
 Lineage: each entry names its ``parent`` (the run id or model it started from) and what it was trained on
 (tokens manifest key, shard folder, fetched source URLs, config hash), so ``Registry.lineage(run_id)`` walks
-any checkpoint back through its ancestors to the first base model.
+any checkpoint back through its ancestors to the first base model; ``general_bpb_rel_to_base`` is the general
+bits/byte change since that first base model, compounded along the lineage.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import math
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from cpt_core.evaluate.gate import Decision, PromoteConfig, compound, decide, same_model
 from cpt_core.evaluate.stage import eval_delta, load_results
 from cpt_core.io import atomic_write_json
 from cpt_core.stage import config_hash, run_stage
 
-# Comparisons of relative changes tolerate float rounding: a gain of exactly the threshold passes.
-EPS = 1e-12
 METRICS = ("domain_bpb", "general_bpb", "probe_acc")
 
 
-class PromoteConfig(BaseModel):
-    """Promote when the domain gain is real and the general loss stays within tolerance."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_domain_bpb_gain: float = Field(
-        0.01, description="relative domain bits/byte drop required (0.01 = 1%)"
-    )
-    max_general_bpb_regression: float = Field(0.02, description="relative general bits/byte rise allowed")
-    min_probe_gain: float = Field(0.0, description="fact-probe accuracy gain required, in points of 1.0")
-
-
-@dataclass
-class Decision:
-    promote: bool
-    reasons: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+class ChampionMissingError(FileNotFoundError):
+    """The champion pointer names a model folder that no longer exists."""
 
 
 def _now() -> str:
@@ -72,19 +49,39 @@ def _metrics(column: dict) -> dict:
     return {key: column.get(key) for key in METRICS}
 
 
-def _bad(x) -> bool:
-    return x is None or (isinstance(x, float) and math.isnan(x))
+def _find(data: dict, run_id: str) -> dict | None:
+    return next((e for e in data["history"] if e["run_id"] == run_id), None)
 
 
-def _same_model(a: str | None, b: str | None) -> bool:
-    if a is None or b is None:
-        return False
-    if a == b:
-        return True
-    try:
-        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-    except (OSError, ValueError):
-        return False
+def _baseline(data: dict, run_id: str | None) -> dict | None:
+    """The champion a run is judged against: the current one, or, if the run itself was already promoted (a
+    rerun of the gate), the champion it replaced."""
+    champion = data["champion"]
+    if champion and run_id and champion["run_id"] == run_id:
+        return (_find(data, run_id) or {}).get("previous_champion")
+    return champion
+
+
+def _drift(data: dict, run_id: str) -> float | None:
+    """``run_id``'s relative general bpb change since the original base model; None when unknown."""
+    entry, seen = _find(data, run_id), set()
+    chain = []
+    while entry is not None and "general_bpb_rel_to_base" not in entry:
+        if entry["run_id"] in seen:
+            return None
+        seen.add(entry["run_id"])
+        chain.append(entry)
+        parent_run = entry.get("parent_run_id")
+        if parent_run is None:
+            entry = {"general_bpb_rel_to_base": 0.0}  # started from the original base model
+        else:
+            entry = _find(data, parent_run)
+    if entry is None:
+        return None
+    drift = entry["general_bpb_rel_to_base"]
+    for link in reversed(chain):
+        drift = compound(drift, (link.get("delta") or {}).get("general_bpb_rel"))
+    return drift
 
 
 class Registry:
@@ -121,98 +118,59 @@ class Registry:
         """``{run_id, model_dir, metrics, promoted_at}`` of the current champion, or None."""
         return self._load()["champion"]
 
+    def champion_model(self) -> dict | None:
+        """The champion, checked to still have its model folder; None when there is no champion.
+
+        Raises ``ChampionMissingError`` naming the champion, its folder and the repair commands otherwise:
+        silently starting from the base model instead would fork the lineage.
+        """
+        champion = self.champion()
+        if champion is None or Path(champion["model_dir"]).exists():
+            return champion
+        root = self.path.parent.parent
+        raise ChampionMissingError(
+            f"the champion {champion['run_id']} in the model registry {self.path} points to the model folder "
+            f"{champion['model_dir']}, which no longer exists. Repair the pointer: "
+            f"`cptflow registry ls --root {root}` lists the runs, then "
+            f"`cptflow registry reset-champion --root {root} --to <promoted run>` picks one whose folder exists, "
+            f"or `cptflow registry reset-champion --root {root} --base` starts again from the base model"
+        )
+
     def history(self) -> list[dict]:
         return self._load()["history"]
 
     def entry(self, run_id: str) -> dict | None:
-        return next((e for e in self.history() if e["run_id"] == run_id), None)
+        return _find(self._load(), run_id)
 
-    def _baseline_champion(self, run_id: str | None) -> dict | None:
-        """The champion a run is judged against: the current one, or, if the run itself was already
-        promoted (a rerun of the gate), the champion it replaced."""
+    def baseline(self, run_id: str | None = None) -> tuple[dict | None, float | None]:
+        """What the gate judges ``run_id`` against: the champion (or, for a rerun of a promoted run's gate, the
+        champion it replaced) and that champion's general bpb drift since the original base."""
         data = self._load()
-        champion = data["champion"]
-        if champion and run_id and champion["run_id"] == run_id:
-            entry = next((e for e in data["history"] if e["run_id"] == run_id), {})
-            return entry.get("previous_champion")
-        return champion
+        champion = _baseline(data, run_id)
+        return champion, (_drift(data, champion["run_id"]) if champion else 0.0)
 
-    # ---------------------------------------------------------------------------------------- the gate
-
-    def decide(
-        self, cfg: PromoteConfig, results: dict, parent: str | None = None, run_id: str | None = None
-    ) -> Decision:
-        """Promote or not, with one reason per check (passed or failed).
-
-        ``results`` is an evaluate stage's ``results.json`` (``base`` and ``trained`` columns). The baseline
-        is the ``base`` column: when a champion exists the run is expected to have started from it, so that
-        column is the champion as measured on this run's held-out text and probe (numbers stored from earlier
-        runs were measured on other text and are not comparable). ``parent`` (the run id or model the run
-        started from), when given, is checked against the champion: a run that started elsewhere is refused.
-        Checks: domain bpb falls by at least ``min_domain_bpb_gain`` (relative); general bpb rises by at most
-        ``max_general_bpb_regression`` (relative); probe accuracy gains at least ``min_probe_gain`` points,
-        when a probe ran for both models.
-        """
-        base, trained = results.get("base") or {}, results.get("trained") or {}
-        delta = eval_delta(base, trained)
-        reasons: list[str] = []
-        ok = True
-
-        champion = self._baseline_champion(run_id)
-        if champion is None:
-            reasons.append("no champion yet: the baseline is the base model the run started from")
-        elif parent is not None and not (
-            parent == champion["run_id"] or _same_model(parent, champion.get("model_dir"))
-        ):
-            ok = False
-            reasons.append(
-                f"the run started from {parent}, not from the champion {champion['run_id']}: its base column "
-                "measures another model, so it cannot show a gain over the champion (rerun with "
-                "continue_from_champion)"
-            )
-        else:
-            reasons.append(
-                f"baseline: the champion {champion['run_id']}, measured on this run's held-out data (base column)"
-            )
-
-        rel = delta["domain_bpb_rel"]
-        if _bad(rel):
-            ok = False
-            reasons.append("domain bits/byte missing for base or trained: cannot judge the domain gain")
-        else:
-            passed = rel <= -cfg.min_domain_bpb_gain + EPS
-            ok &= passed
-            reasons.append(
-                f"domain bits/byte {base['domain_bpb']:.4f} -> {trained['domain_bpb']:.4f} ({100 * rel:+.2f}%); "
-                f"needs a drop of at least {100 * cfg.min_domain_bpb_gain:.2f}%: {'ok' if passed else 'FAILED'}"
-            )
-
-        rel = delta["general_bpb_rel"]
-        if _bad(rel):
-            ok = False
-            reasons.append("general bits/byte missing for base or trained: cannot judge forgetting")
-        else:
-            passed = rel <= cfg.max_general_bpb_regression + EPS
-            ok &= passed
-            reasons.append(
-                f"general bits/byte {base['general_bpb']:.4f} -> {trained['general_bpb']:.4f} ({100 * rel:+.2f}%); "
-                f"a rise of at most {100 * cfg.max_general_bpb_regression:.2f}% is allowed: "
-                f"{'ok' if passed else 'FAILED'}"
-            )
-
-        gain = delta["probe_acc_points"]
-        if gain is None:
-            reasons.append("no fact probe ran for both models: probe check not applied")
-        else:
-            passed = gain >= cfg.min_probe_gain - EPS
-            ok &= passed
-            reasons.append(
-                f"fact-probe accuracy {base['probe_acc']:.3f} -> {trained['probe_acc']:.3f} ({gain:+.3f}); "
-                f"needs a gain of at least {cfg.min_probe_gain:+.3f}: {'ok' if passed else 'FAILED'}"
-            )
-        return Decision(promote=bool(ok), reasons=reasons)
+    def general_drift(self, run_id: str) -> float | None:
+        """``run_id``'s relative general bits/byte change since the original base model of its lineage."""
+        return _drift(self._load(), run_id)
 
     # ---------------------------------------------------------------------------------------- writing
+
+    def promote_if(
+        self, run_id: str, model_dir: Path | str, results: dict, cfg: PromoteConfig, lineage: dict
+    ) -> tuple[Decision, dict, dict | None]:
+        """Decide and record under one lock: re-read the champion, gate the run against it, record.
+
+        Returns ``(decision, entry, champion after recording)``. ``lineage`` as for ``record``.
+        """
+        self._check_lineage(run_id, lineage)
+        with self._locked():
+            data = self._load()
+            champion = _baseline(data, run_id)
+            drift = _drift(data, champion["run_id"]) if champion else 0.0
+            decision = decide(cfg, results, champion, parent=lineage.get("parent"), champion_drift=drift)
+            entry = self._apply(data, run_id, model_dir, results, decision, lineage)
+            atomic_write_json(self.path, data)
+        return decision, entry, data["champion"]
 
     def record(
         self, run_id: str, model_dir: Path | str, results: dict, decision: Decision, lineage: dict
@@ -223,66 +181,103 @@ class Registry:
         ``parent_run_id``, ``base_source``, ``tokens_key``, ``shards``, ``source_urls`` and ``config_hash``
         or the whole ``config`` (stored as its hash). Returns the entry.
         """
-        if "parent" not in lineage:
-            raise ValueError(f"lineage of run {run_id} lacks 'parent' (the model it started from)")
+        self._check_lineage(run_id, lineage)
         with self._locked():
             data = self._load()
-            history = data["history"]
-            index = next((i for i, e in enumerate(history) if e["run_id"] == run_id), None)
-            previous = history[index] if index is not None else None
-            parent = lineage["parent"]
-            parent_run_id = lineage.get("parent_run_id") or next(
-                (
-                    e["run_id"]
-                    for e in history
-                    if e["run_id"] != run_id
-                    and (e["run_id"] == parent or _same_model(parent, e["model_dir"]))
-                ),
-                None,
-            )
-            chash = lineage.get("config_hash") or (
-                config_hash(lineage["config"]) if "config" in lineage else None
-            )
-            base, trained = results.get("base") or {}, results.get("trained") or {}
-            entry = {
-                "run_id": run_id,
-                "model_dir": str(model_dir),
-                "parent": parent,
-                "parent_run_id": parent_run_id,
-                "base_source": lineage.get("base_source"),
-                "tokens_key": lineage.get("tokens_key"),
-                "shards": lineage.get("shards"),
-                "source_urls": lineage.get("source_urls"),
-                "config_hash": chash,
-                "metrics": _metrics(trained),
-                "base_metrics": _metrics(base),
-                "delta": eval_delta(base, trained),
-                "promote": decision.promote,
-                "reasons": list(decision.reasons),
-                # The champion this run was judged against: kept from the first recording, so a rerun
-                # compares with the same model and a re-recorded rejection can restore it.
-                "previous_champion": previous["previous_champion"] if previous else data["champion"],
-                "recorded_at": previous["recorded_at"] if previous else _now(),
-            }
-            if index is None:
-                history.append(entry)
-            else:
-                history[index] = entry
-            champion = data["champion"]
-            if decision.promote:
-                if not (champion and champion["run_id"] == run_id):
-                    data["champion"] = {
-                        "run_id": run_id,
-                        "model_dir": str(model_dir),
-                        "metrics": entry["metrics"],
-                        "promoted_at": _now(),
-                    }
-                else:
-                    data["champion"] = {**champion, "model_dir": str(model_dir), "metrics": entry["metrics"]}
-            elif champion and champion["run_id"] == run_id:
-                data["champion"] = entry["previous_champion"]
+            entry = self._apply(data, run_id, model_dir, results, decision, lineage)
             atomic_write_json(self.path, data)
         return entry
+
+    @staticmethod
+    def _check_lineage(run_id: str, lineage: dict) -> None:
+        if "parent" not in lineage:
+            raise ValueError(f"lineage of run {run_id} lacks 'parent' (the model it started from)")
+
+    def _apply(
+        self, data: dict, run_id: str, model_dir: Path | str, results: dict, decision: Decision, lineage: dict
+    ) -> dict:
+        """Write ``run_id``'s entry and the champion pointer into ``data`` (in memory)."""
+        history = data["history"]
+        index = next((i for i, e in enumerate(history) if e["run_id"] == run_id), None)
+        previous = history[index] if index is not None else None
+        parent = lineage["parent"]
+        parent_run_id = lineage.get("parent_run_id") or next(
+            (
+                e["run_id"]
+                for e in history
+                if e["run_id"] != run_id and (e["run_id"] == parent or same_model(parent, e["model_dir"]))
+            ),
+            None,
+        )
+        chash = lineage.get("config_hash") or (config_hash(lineage["config"]) if "config" in lineage else None)
+        base, trained = results.get("base") or {}, results.get("trained") or {}
+        delta = eval_delta(base, trained)
+        parent_drift = 0.0 if parent_run_id is None else _drift(data, parent_run_id)
+        entry = {
+            "run_id": run_id,
+            "model_dir": str(model_dir),
+            "parent": parent,
+            "parent_run_id": parent_run_id,
+            "base_source": lineage.get("base_source"),
+            "tokens_key": lineage.get("tokens_key"),
+            "shards": lineage.get("shards"),
+            "source_urls": lineage.get("source_urls"),
+            "config_hash": chash,
+            "metrics": _metrics(trained),
+            "base_metrics": _metrics(base),
+            "delta": delta,
+            "general_bpb_rel_to_base": compound(parent_drift, delta["general_bpb_rel"]),
+            "promote": decision.promote,
+            "reasons": list(decision.reasons),
+            # The champion this run was judged against: kept from the first recording, so a rerun
+            # compares with the same model and a re-recorded rejection can restore it.
+            "previous_champion": previous["previous_champion"] if previous else data["champion"],
+            "recorded_at": previous["recorded_at"] if previous else _now(),
+        }
+        if index is None:
+            history.append(entry)
+        else:
+            history[index] = entry
+        champion = data["champion"]
+        if decision.promote:
+            if not (champion and champion["run_id"] == run_id):
+                data["champion"] = {
+                    "run_id": run_id,
+                    "model_dir": str(model_dir),
+                    "metrics": entry["metrics"],
+                    "promoted_at": _now(),
+                }
+            else:
+                data["champion"] = {**champion, "model_dir": str(model_dir), "metrics": entry["metrics"]}
+        elif champion and champion["run_id"] == run_id:
+            data["champion"] = entry["previous_champion"]
+        return entry
+
+    def reset_champion(self, to: str | None) -> dict | None:
+        """Point the champion at the promoted run ``to`` (whose model folder must exist), or, with None, back
+        at the base model (no champion: the next run starts from the configured base). Returns the champion."""
+        with self._locked():
+            data = self._load()
+            old = data["champion"]["run_id"] if data["champion"] else None
+            champion = None
+            if to is not None:
+                entry = _find(data, to)
+                if entry is None:
+                    raise KeyError(f"run {to!r} is not in the model registry {self.path}")
+                if not entry["promote"]:
+                    raise ValueError(f"run {to} was not promoted by the gate; only a promoted run can be champion")
+                if not Path(entry["model_dir"]).exists():
+                    raise ChampionMissingError(f"run {to}'s model folder {entry['model_dir']} does not exist")
+                champion = {
+                    "run_id": to,
+                    "model_dir": entry["model_dir"],
+                    "metrics": entry["metrics"],
+                    "promoted_at": _now(),
+                }
+            data["champion"] = champion
+            data.setdefault("resets", []).append({"at": _now(), "from": old, "to": to})
+            atomic_write_json(self.path, data)
+        return champion
 
     def lineage(self, run_id: str) -> list[dict]:
         """``run_id``'s entry, its parent run's, ... and last ``{run_id: None, model: <first base>,
@@ -315,7 +310,7 @@ def run_promote(
     lineage: dict,
     output: Path,
 ) -> dict:
-    """The promote stage: gate the run, record it in the registry, write ``decision.json``.
+    """The promote stage: gate the run and record it in the registry (one lock), write ``decision.json``.
 
     Returns the stage manifest; its ``summary`` has ``promote`` and ``reasons``. Recording is idempotent, so
     a retried stage cannot duplicate history; a skipped stage whose registry entry has gone missing (a
@@ -325,9 +320,7 @@ def run_promote(
 
     def work(partial: Path) -> dict:
         results = load_results(results_path)
-        decision = registry.decide(cfg, results, parent=lineage.get("parent"), run_id=run_id)
-        entry = registry.record(run_id, model_dir, results, decision, lineage)
-        champion = registry.champion()
+        decision, entry, champion = registry.promote_if(run_id, model_dir, results, cfg, lineage)
         atomic_write_json(
             partial / "decision.json",
             {
@@ -337,6 +330,7 @@ def run_promote(
                 "metrics": entry["metrics"],
                 "base_metrics": entry["base_metrics"],
                 "delta": entry["delta"],
+                "general_bpb_rel_to_base": entry["general_bpb_rel_to_base"],
                 "champion": champion,
             },
         )

@@ -90,3 +90,72 @@ def test_stage_reports_a_malformed_line_by_file_and_line_and_goes_on(tmp_path):
     assert summary["dropped"] == {"malformed_json": 1}
     assert any("part.jsonl:2 malformed_json" in place for place in summary["unreadable"])
     assert "unreadable input (counted as dropped, the rest went on): " in result.output
+
+
+def test_stage_fails_at_once_while_another_process_holds_the_root(tmp_path):
+    from tests.test_lock import hold_root_in_subprocess
+
+    root = tmp_path / "root"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"root: {root}\n")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "part.jsonl").write_text(json.dumps({"id": "a", "text": "hello", "metadata": {}}) + "\n")
+    proc = hold_root_in_subprocess(root, "weekly-1")
+    try:
+        result = runner.invoke(app, ["stage", "language", "--config", str(config), "--input", str(docs),
+                                     "--output", str(tmp_path / "lang")])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert result.exit_code == 1
+    assert str(root.resolve()) in result.output and "run weekly-1" in result.output
+    assert f"pid {proc.pid}" in result.output and "another root" in result.output
+    assert not (tmp_path / "lang").exists()
+
+
+def registry_with_champion(tmp_path):
+    from cpt_core.evaluate.gate import Decision
+    from cpt_core.evaluate.registry import Registry
+
+    root = tmp_path / "root"
+    reg = Registry(root / "state" / "registry.json")
+    res = {"base": {"domain_bpb": 2.0, "general_bpb": 1.0}, "trained": {"domain_bpb": 1.8, "general_bpb": 1.01}}
+    folders = {}
+    for n, parent in ((1, "smol"), (2, "r1")):
+        folders[n] = tmp_path / f"r{n}" / "model"
+        folders[n].mkdir(parents=True)
+        reg.record(f"r{n}", folders[n], res, Decision(True, ["ok"]), {"parent": parent})
+    return root, reg, folders
+
+
+def test_registry_ls_show_and_reset_champion_repair_a_missing_folder(tmp_path):
+    root, reg, folders = registry_with_champion(tmp_path)
+    folders[2].rmdir()  # the champion's model folder is gone
+
+    result = runner.invoke(app, ["registry", "ls", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "champion: r2" in result.output and "(model folder missing)" in result.output
+    assert "champion r2" in result.output and str(folders[2]) in result.output
+    assert "reset-champion" in result.output
+
+    result = runner.invoke(app, ["registry", "show", "r2", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["champion"] is True and shown["lineage"] == ["r2", "r1", "smol"]
+
+    # Neither or both of --to / --base; a run whose folder is gone; an unknown run: refused, pointer kept.
+    assert runner.invoke(app, ["registry", "reset-champion", "--root", str(root)]).exit_code == 2
+    result = runner.invoke(app, ["registry", "reset-champion", "--root", str(root), "--to", "r2"])
+    assert result.exit_code == 1 and str(folders[2]) in result.output
+    result = runner.invoke(app, ["registry", "reset-champion", "--root", str(root), "--to", "r9"])
+    assert result.exit_code == 1 and "r9" in result.output
+    assert reg.champion()["run_id"] == "r2"
+
+    result = runner.invoke(app, ["registry", "reset-champion", "--root", str(root), "--to", "r1"])
+    assert result.exit_code == 0, result.output
+    assert reg.champion_model()["run_id"] == "r1"
+    result = runner.invoke(app, ["registry", "reset-champion", "--root", str(root), "--base"])
+    assert result.exit_code == 0, result.output
+    assert reg.champion() is None and reg.champion_model() is None
+    assert [r["to"] for r in json.loads(reg.path.read_text())["resets"]] == ["r1", None]

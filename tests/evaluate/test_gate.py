@@ -1,0 +1,101 @@
+"""The promotion gate: a pure decision, each check with its reason, validated thresholds."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from cpt_core.evaluate.gate import PromoteConfig, compound, decide
+
+CFG = PromoteConfig(min_domain_bpb_gain=0.01, max_general_bpb_regression=0.02, min_probe_gain=0.0)
+
+
+def results(domain=(2.0, 1.8), general=(1.0, 1.01), probe=(0.25, 0.5)) -> dict:
+    base = {"domain_bpb": domain[0], "general_bpb": general[0], "probe_acc": probe[0] if probe else None}
+    trained = {"domain_bpb": domain[1], "general_bpb": general[1], "probe_acc": probe[1] if probe else None}
+    return {"base": base, "trained": trained}
+
+
+def test_promotes_when_every_check_passes():
+    d = decide(CFG, results(), None)
+    assert d.promote
+    assert any("no champion" in r for r in d.reasons)
+    # domain, general vs parent, general vs original base, probe
+    assert sum(r.endswith(": ok") for r in d.reasons) == 4
+
+
+@pytest.mark.parametrize(
+    ("res", "failing"),
+    [
+        (results(domain=(2.0, 1.99)), "domain bits/byte"),  # -0.5%: not enough gain
+        (results(domain=(2.0, 2.1)), "domain bits/byte"),  # got worse
+        (results(general=(1.0, 1.03)), "general bits/byte 1.0000"),  # +3% forgetting vs the parent
+        (results(probe=(0.5, 0.25)), "fact-probe accuracy"),  # probe fell
+    ],
+)
+def test_rejects_for_each_failed_check(res, failing):
+    d = decide(CFG, res, None)
+    assert not d.promote
+    failed = [r for r in d.reasons if "FAILED" in r]
+    assert len(failed) == 1 and failed[0].startswith(failing)
+
+
+def test_thresholds_are_inclusive_and_probe_optional():
+    # Exactly 1% domain gain and exactly 2% general regression pass; no probe -> the probe check is skipped.
+    d = decide(CFG, results(domain=(2.0, 1.98), general=(1.0, 1.02), probe=None), None)
+    assert d.promote, d.reasons
+    assert any("probe check not applied" in r for r in d.reasons)
+    strict = PromoteConfig(min_probe_gain=0.1)
+    assert not decide(strict, results(probe=(0.5, 0.55)), None).promote
+    assert decide(strict, results(probe=(0.5, 0.6)), None).promote
+
+
+def test_rejects_missing_metrics():
+    bad = results()
+    bad["trained"]["general_bpb"] = None
+    d = decide(CFG, bad, None)
+    assert not d.promote
+    assert any("general bits/byte missing" in r for r in d.reasons)
+
+
+def test_general_regression_is_bounded_against_the_original_base():
+    cfg = PromoteConfig(max_general_regression_vs_base=0.04)
+    champion = {"run_id": "r2", "model_dir": "/m/r2"}
+    # The champion is already 3% worse than the original base; this run adds 1.5%: 1.03 * 1.015 = +4.54% in all.
+    d = decide(cfg, results(general=(1.03, 1.03 * 1.015)), champion, parent="r2", champion_drift=0.03)
+    assert not d.promote
+    failed = [r for r in d.reasons if "FAILED" in r]
+    assert len(failed) == 1 and "max_general_regression_vs_base" in failed[0]
+    assert "original base" in failed[0] and "+4.54%" in failed[0]
+    # The same run on a champion with no drift passes.
+    assert decide(cfg, results(general=(1.03, 1.03 * 1.015)), champion, parent="r2", champion_drift=0.0).promote
+    # Unknown drift (a lineage entry without its general change) cannot be bounded: rejected.
+    d = decide(cfg, results(), champion, parent="r2", champion_drift=None)
+    assert not d.promote and any("cannot bound forgetting since the original base" in r for r in d.reasons)
+    assert compound(0.1, 0.1) == pytest.approx(0.21) and compound(None, 0.1) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("min_domain_bpb_gain", -0.01),
+        ("max_general_bpb_regression", -0.02),
+        ("max_general_regression_vs_base", 1.5),
+        ("max_general_regression_vs_base", -0.1),
+        ("min_probe_gain", 2.0),
+    ],
+)
+def test_thresholds_are_validated_naming_the_field(field, value):
+    with pytest.raises(ValidationError) as err:
+        PromoteConfig(**{field: value})
+    assert field in str(err.value)
+
+
+def test_bad_threshold_in_a_recipe_names_file_and_field(tmp_path):
+    from cpt_core.config import ConfigError, load_config
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("promote:\n  max_general_bpb_regression: -0.5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe, [])
+    assert str(recipe) in str(err.value) and "promote.max_general_bpb_regression" in str(err.value)
