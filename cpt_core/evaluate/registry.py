@@ -31,6 +31,7 @@ from pathlib import Path
 
 from cpt_core.evaluate.gate import Decision, PromoteConfig, compound, decide, same_model
 from cpt_core.evaluate.stage import eval_delta, load_results
+from cpt_core.faults import fault_point
 from cpt_core.io import atomic_write_json
 from cpt_core.stage import config_hash, run_stage
 
@@ -321,6 +322,7 @@ def run_promote(
     def work(partial: Path) -> dict:
         results = load_results(results_path)
         decision, entry, champion = registry.promote_if(run_id, model_dir, results, cfg, lineage)
+        fault_point("promote:recorded")
         atomic_write_json(
             partial / "decision.json",
             {

@@ -129,3 +129,39 @@ def test_one_new_document_trains_from_the_champion(weeks):
     assert (layout.tokens / "heldout" / "domain.jsonl").read_text() == parent_heldout.read_text()
     decision = json.loads((layout.run / "promote" / "decision.json").read_text())
     assert "w3-promoted" in json.dumps(decision), "the gate's baseline is the champion"
+
+
+def test_start_model_follows_the_champion_flag_and_a_missing_champion_is_named(weeks, tiny_model, tmp_path):
+    from cpt_core.evaluate.registry import ChampionMissingError
+    from cpt_core.train.base_model import BaseModelConfig
+    from tasks.stages import base_model_task
+
+    root, _ = weeks
+    fresh = base_model_task.fn(BaseModelConfig(source=str(tiny_model), continue_from_champion=False),
+                               RunLayout.create(root, "w6-from-base"))
+    assert fresh["parent"] == str(tiny_model) and fresh["model_dir"] == str(tiny_model)
+    # Another root whose registry points at a champion folder that is gone.
+    other = tmp_path / "other"
+    (other / "state").mkdir(parents=True)
+    registry = (root / "state" / "registry.json").read_text()
+    champion_dir = str(RunLayout(root, "w3-promoted").model / "final")
+    (other / "state" / "registry.json").write_text(registry.replace(champion_dir, str(tmp_path / "gone")))
+    with pytest.raises(ChampionMissingError) as err:
+        base_model_task.fn(BaseModelConfig(source=str(tiny_model)), RunLayout.create(other, "w7"))
+    assert "w3-promoted" in str(err.value) and "reset-champion" in str(err.value)
+
+
+def test_a_second_run_on_a_busy_root_fails_at_once(weeks, tiny_model):
+    from cpt_core.lock import RootBusyError
+    from flows.knowledge_refresh import knowledge_refresh
+    from tests.test_lock import hold_root_in_subprocess
+
+    root, _ = weeks
+    proc = hold_root_in_subprocess(root, "w8-running")
+    try:
+        with pytest.raises(RootBusyError, match="w8-running"):
+            knowledge_refresh(small_config(root, tiny_model, run_id="w9-second", demo_site={"enabled": False}))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (root / "runs" / "w9-second").exists(), "the second run touched nothing"
