@@ -40,7 +40,7 @@ from cpt_core.curate.quality import QualityConfig, QualityFilter
 from cpt_core.executor import ExecutorConfig, run_pipeline
 from cpt_core.layout import CURATE_STEPS as STEPS
 from cpt_core.progress import ProgressFn, no_progress
-from cpt_core.stage import read_manifest, run_stage
+from cpt_core.stage import config_hash, read_manifest, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -252,6 +252,8 @@ def run_curate_step(
         logger.info(summary["log_line"])
         return summary
 
-    # The dedup steps' output depends on which run they belong to (its own state entry is excluded).
-    extra_key = {"run_id": run_id} if dedup else None
-    return run_stage(f"curate/{step}", output, step_cfg, [input_dir], work, extra_key=extra_key)
+    # The dedup steps' output depends on which run they belong to (its own state entry is excluded); they
+    # run as one task, while the other steps write one file per executor task.
+    extra_key = {"run_id": run_id} if dedup else {"executor": config_hash(cfg.executor)}
+    code = ("cpt_core.curate", "cpt_core.executor")
+    return run_stage(f"curate/{step}", output, step_cfg, [input_dir], work, extra_key=extra_key, code=code)

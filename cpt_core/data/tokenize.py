@@ -204,7 +204,7 @@ def run_tokenize(
     def work(partial: Path) -> dict:
         return _tokenize(cfg, docs_dir, tokenizer_dir, partial, knowledge_graph, progress)
 
-    return run_stage("tokenize", output, cfg, inputs, work, extra_key=extra)
+    return run_stage("tokenize", output, cfg, inputs, work, extra_key=extra, code="cpt_core.data")
 
 
 def _tokenize(
