@@ -99,7 +99,7 @@ def _source_files(module: str) -> list[tuple[str, Path]]:
     return [(module, Path(spec.origin))]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_version(*packages_or_modules: str) -> str:
     """Hash of the source of a stage's package(s) or module(s) plus the common core (``CORE_MODULES``).
 
