@@ -84,16 +84,13 @@ class CrawlConfig(BaseModel):
     )
     max_pages: int = Field(1000, ge=1, description="most page requests in one crawl")
     max_depth: int = Field(5, ge=0, description="most links followed from a seed")
-    # Patience (timeout_s) and politeness (delay_s) stay out of the key: what a page holds does not depend on them.
     timeout_s: float = not_in_key(10.0, gt=0, description="per-request connect+read timeout")
     max_bytes: int = Field(5_000_000, ge=1, description="responses larger than this are dropped")
     retries: int = Field(2, ge=0, description="retries of a transient failure (connection error, 5xx)")
     user_agent: str = "cptflow/0.1 (+continued pre-training crawler)"
     respect_robots: bool = True
     revisit_unchanged: bool = Field(False, description="refetch pages the frontier says are unchanged")
-    delay_s: float = not_in_key(
-        0.0, ge=0, description="pause between requests to one host; robots Crawl-delay raises it"
-    )
+    delay_s: float = not_in_key(0.0, ge=0, description="pause between requests to one host; robots Crawl-delay raises it")
     warc_file_mb: int = Field(100, ge=1, description="start a new WARC file once one reaches this size")
 
 
