@@ -24,7 +24,7 @@ from cpt_core.evaluate.stage import EvalConfig
 from cpt_core.ingest.crawl import CrawlConfig
 from cpt_core.ingest.extract import ExtractConfig
 from cpt_core.train.base_model import BaseModelConfig
-from cpt_core.train.loop import TrainConfig
+from cpt_core.train.config import TrainConfig
 
 
 class IngestConfig(BaseModel):

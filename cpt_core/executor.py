@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.stage import not_in_key
+
 
 class ExecutorConfig(BaseModel):
     """Where datatrove pipelines run: processes on this machine."""
@@ -23,7 +25,9 @@ class ExecutorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["local"] = "local"
     tasks: int = Field(1, ge=1, description="shards of the input processed as separate tasks")
-    workers: int = Field(1, ge=1, description="local processes running tasks at once")
+    # Each task writes its own files whichever process runs it, so the worker count never changes output
+    # (the task count does: it decides how the output is split into files).
+    workers: int = not_in_key(1, ge=1, description="local processes running tasks at once")
 
 
 def run_pipeline(pipeline: list, logging_dir: Path, executor: ExecutorConfig | None = None) -> dict:

@@ -187,7 +187,7 @@ def _run_one_stage(
         docs = _documents_input(need(input, "input"), output.with_name(output.name + ".input"))
         manifest = run_tokenize(cfg.tokenize, docs, need(model, "model"), output, kg, progress)
     elif name is Stage.train:
-        from cpt_core.train.loop import run_train
+        from cpt_core.train.launch import run_train
 
         manifest = run_train(cfg.train, need(model, "model"), need(input, "input"), output, progress)
     else:

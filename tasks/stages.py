@@ -25,7 +25,8 @@ from cpt_core.io import atomic_write_json
 from cpt_core.layout import RunLayout
 from cpt_core.state import record_outcome
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
-from cpt_core.train.loop import TrainConfig, run_train
+from cpt_core.train.config import TrainConfig
+from cpt_core.train.launch import run_train
 from tasks.reporting import PrefectProgress, publish_stage
 
 # Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way

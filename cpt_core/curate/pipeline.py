@@ -47,7 +47,7 @@ from cpt_core.faults import fault_point
 from cpt_core.io import UNREADABLE_DIR, read_unreadable, unreadable_report
 from cpt_core.layout import CURATE_STEPS as STEPS
 from cpt_core.progress import ProgressFn, no_progress
-from cpt_core.stage import read_manifest, run_stage
+from cpt_core.stage import config_hash, read_manifest, run_stage
 from cpt_core.state import visible_runs
 
 logger = logging.getLogger(__name__)
@@ -278,6 +278,8 @@ def run_curate_step(
         logger.info(summary["log_line"])
         return summary
 
-    # The dedup steps' output depends on which earlier runs' documents they were checked against.
-    extra_key = {"earlier_runs": earlier_runs} if dedup else None
-    return run_stage(f"curate/{step}", output, step_cfg, [input_dir], work, extra_key=extra_key)
+    # The dedup steps' output depends on which earlier runs' documents they were checked against; they
+    # run as one task, while the other steps write one file per executor task.
+    extra_key = {"earlier_runs": earlier_runs} if dedup else {"executor": config_hash(cfg.executor)}
+    code = ("cpt_core.curate", "cpt_core.executor")
+    return run_stage(f"curate/{step}", output, step_cfg, [input_dir], work, extra_key=extra_key, code=code)

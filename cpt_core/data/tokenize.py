@@ -212,7 +212,7 @@ def run_tokenize(
     def work(partial: Path) -> dict:
         return _tokenize(cfg, docs_dir, tokenizer_dir, partial, knowledge_graph, progress, fallback_heldout)
 
-    return run_stage("tokenize", output, cfg, inputs, work, extra_key=extra)
+    return run_stage("tokenize", output, cfg, inputs, work, extra_key=extra, code="cpt_core.data")
 
 
 def _write_heldout(docs: list[dict], cfg: TokenizeConfig, out: Path, fallback: Path | None):

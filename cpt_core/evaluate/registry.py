@@ -352,6 +352,7 @@ def run_promote(
         [Path(results_path)],
         work,
         extra_key={"run_id": run_id, "model_dir": str(model_dir), "lineage": lineage},
+        code="cpt_core.evaluate",
     )
     if manifest.get("skipped") and registry.entry(run_id) is None:
         saved = json.loads((Path(output) / "decision.json").read_text())

@@ -574,7 +574,8 @@ def run_evaluate(
             ),
         }
 
-    return run_stage("evaluate", output, cfg, inputs, work, extra_key={"base": model_fingerprint(base_dir)})
+    extra = {"base": model_fingerprint(base_dir)}
+    return run_stage("evaluate", output, cfg, inputs, work, extra_key=extra, code=("cpt_core.evaluate", "cpt_core.data"))
 
 
 def load_results(path: Path) -> dict[str, Any]:

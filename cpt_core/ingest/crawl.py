@@ -50,7 +50,7 @@ from cpt_core.ingest.urls import extract_links, host_keys, normalise_url, sitema
 from cpt_core.ingest.warc import WARC_DIR, StoredPage, WarcFiles
 from cpt_core.io import atomic_write_json, atomic_write_text, stable_json
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
-from cpt_core.stage import run_stage
+from cpt_core.stage import not_in_key, run_stage
 from cpt_core.state import visible_runs
 
 logger = logging.getLogger(__name__)
@@ -72,15 +72,13 @@ class CrawlConfig(BaseModel):
     )
     max_pages: int = Field(1000, ge=1, description="most page requests in one crawl")
     max_depth: int = Field(5, ge=0, description="most links followed from a seed")
-    timeout_s: float = Field(10.0, gt=0, description="per-request connect+read timeout")
+    timeout_s: float = not_in_key(10.0, gt=0, description="per-request connect+read timeout")
     max_bytes: int = Field(5_000_000, ge=1, description="responses larger than this are dropped")
     retries: int = Field(2, ge=0, description="retries of a transient failure (connection error, 5xx)")
     user_agent: str = "cptflow/0.1 (+continued pre-training crawler)"
     respect_robots: bool = True
     revisit_unchanged: bool = Field(False, description="refetch pages the frontier says are unchanged")
-    delay_s: float = Field(
-        0.0, ge=0, description="pause between requests to one host; robots Crawl-delay raises it"
-    )
+    delay_s: float = not_in_key(0.0, ge=0, description="pause between requests to one host; robots Crawl-delay raises it")
     warc_file_mb: int = Field(100, ge=1, description="start a new WARC file once one reaches this size")
 
 
@@ -436,14 +434,9 @@ def run_crawl(
         logger.info(summary["log_line"])
         return summary
 
+    extra = {"frontier": frontier_hash(frontier)}
     return run_stage(
-        "crawl",
-        Path(output),
-        cfg,
-        [],
-        work,
-        extra_key={"frontier": frontier_hash(frontier)},
-        keep_partial=True,
+        "crawl", Path(output), cfg, [], work, extra_key=extra, keep_partial=True, code="cpt_core.ingest.crawl"
     )
 
 

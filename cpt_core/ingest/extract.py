@@ -67,7 +67,7 @@ from cpt_core.io import (
     unreadable_report,
 )
 from cpt_core.progress import ProgressFn, no_progress
-from cpt_core.stage import run_stage
+from cpt_core.stage import not_in_key, run_stage
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ class ExtractConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     favour_precision: bool = True
     include_tables: bool = False
-    timeout_s: float = Field(5.0, gt=0, description="per-document extraction timeout")
+    # A guard against pathological pages whose effect depends on machine load, not a recipe choice.
+    timeout_s: float = not_in_key(5.0, gt=0, description="per-document extraction timeout")
     min_chars: int = Field(50, ge=0, description="pages with less extracted text are dropped as 'empty'")
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
@@ -402,4 +403,5 @@ def run_extract(
         logger.info(summary["log_line"])
         return summary
 
-    return run_stage("extract", Path(output), cfg, [crawl_dir], work)
+    code = ("cpt_core.ingest.extract", "cpt_core.executor")
+    return run_stage("extract", Path(output), cfg, [crawl_dir], work, code=code)

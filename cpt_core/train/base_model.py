@@ -38,7 +38,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.io import atomic_write_json
 from cpt_core.progress import ProgressFn, no_progress
+from cpt_core.stage import FINGERPRINT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -300,17 +302,54 @@ def is_probably_instruct(folder: Path) -> bool:
     return any("instruct" in n.lower() for n in names)
 
 
-def model_fingerprint(folder: Path) -> str:
-    """A cheap identity of a model folder: config.json's bytes plus each weight file's name and size."""
-    folder = Path(folder)
+def _fingerprinted_files(folder: Path) -> list[Path]:
+    """The files that make a model: config, weights (and their index), tokenizer."""
+    names = {"config.json", *TOKENIZER_FILES}
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and (p.name in names or p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".index.json"))
+    )
+
+
+def _hash_model_files(files: list[Path]) -> str:
     digest = hashlib.sha256()
-    config = folder / "config.json"
-    if not config.exists():
-        raise FileNotFoundError(f"model folder {folder} has no config.json")
-    digest.update(config.read_bytes())
-    for path in sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES or p.name.endswith(".index.json")):
-        digest.update(f"{path.name}:{path.stat().st_size}".encode())
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        digest.update(b"\0")
     return digest.hexdigest()[:16]
+
+
+def model_fingerprint(folder: Path) -> str:
+    """A content hash of a model folder: config, weights and tokenizer files, byte for byte.
+
+    Hashing a 7B checkpoint takes a while, so the result is stored beside the model in
+    ``.cptflow-fingerprint.json`` with each file's size and modification time; it is reused while those are
+    unchanged and recomputed when any file was added, removed or rewritten. A folder that cannot be
+    written to (a read-only cache) just gets hashed each time.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"model folder {folder} has no config.json")
+    files = _fingerprinted_files(folder)
+    # stat() follows symlinks: the HF cache links a snapshot's files to blobs.
+    stamps = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
+    record_path = folder / FINGERPRINT_FILE
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        record = None
+    if isinstance(record, dict) and record.get("files") == stamps and record.get("fingerprint"):
+        return record["fingerprint"]
+    fingerprint = _hash_model_files(files)
+    try:
+        atomic_write_json(record_path, {"fingerprint": fingerprint, "files": stamps})
+    except OSError as err:
+        logger.debug("could not store the fingerprint of %s: %s", folder, err)
+    return fingerprint
 
 
 def tokenizer_fingerprint(folder: Path) -> str:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from cpt_core.stage import FINGERPRINT_FILE
 from cpt_core.train.base_model import (
     COMPLETE_MARKER,
     BaseModelConfig,
@@ -215,3 +216,46 @@ def test_real_smollm2_conversion_from_cache():
     assert config["num_hidden_layers"] == 30 and config["hidden_size"] == 576 and config["tie_word_embeddings"]
     assert tokenizer.eos_token is not None and tokenizer("Hi")["input_ids"][0] != tokenizer.bos_token_id
     assert is_probably_instruct(folder)  # SmolLM2-135M-Instruct: reports must warn
+
+
+def test_model_fingerprint_hashes_contents_and_is_stored_beside_the_model(tmp_path, tiny, monkeypatch):
+    import shutil
+
+    import cpt_core.train.base_model as base_model
+
+    first, second = tmp_path / "step-100", tmp_path / "step-200"
+    shutil.copytree(tiny, first)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    with torch.no_grad():
+        model.model.norm.weight.add_(0.5)  # same architecture and file sizes, other weights
+    model.save_pretrained(second)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny / name).exists():
+            shutil.copy2(tiny / name, second / name)
+    assert (first / "model.safetensors").stat().st_size == (second / "model.safetensors").stat().st_size
+    assert model_fingerprint(first) != model_fingerprint(second)
+
+    record = json.loads((first / FINGERPRINT_FILE).read_text())
+    assert record["fingerprint"] == model_fingerprint(first) and "model.safetensors" in record["files"]
+    hashed = []
+    real_hash = base_model._hash_model_files
+    monkeypatch.setattr(base_model, "_hash_model_files", lambda files: hashed.append(files) or real_hash(files))
+    fingerprint = model_fingerprint(first)
+    assert hashed == []  # unchanged files: the stored fingerprint is reused
+
+    # A weight file rewritten in place (same size) is noticed by its modification time and rehashed.
+    weights = first / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    stat = weights.stat()
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed = model_fingerprint(first)
+    assert len(hashed) == 1 and changed != fingerprint
+    assert json.loads((first / FINGERPRINT_FILE).read_text())["fingerprint"] == changed
+    # The stored record is not part of the model: a folder holding one fingerprints like a copy without it.
+    (tmp_path / "copy").mkdir()
+    for path in first.iterdir():
+        if path.name != FINGERPRINT_FILE:
+            shutil.copy2(path, tmp_path / "copy" / path.name)
+    assert model_fingerprint(tmp_path / "copy") == changed
