@@ -6,7 +6,7 @@ would. Unset (always, outside such checks), a point costs one environment lookup
 
 Points: ``crawl:page`` (after a page's record and log line are written), ``extract:document``,
 ``curate:document`` (each document a curation step passes on), ``tokenize:shards`` (shards written, no
-manifest yet), ``train:checkpoint`` (a checkpoint saved, training still running), ``evaluate:model`` (one of
+manifest yet), ``train:step`` (a training step reported, the trainer still running), ``evaluate:model`` (one of
 the two models scored), ``promote:recorded`` (registry updated, decision not yet written), and
 ``<stage>:commit`` (a stage's output complete in ``.partial``, not yet renamed into place).
 """

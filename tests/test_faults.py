@@ -30,6 +30,7 @@ from cpt_core.ingest.crawl import run_crawl
 from cpt_core.ingest.extract import run_extract
 from cpt_core.layout import CURATE_STEPS
 from cpt_core.train.base_model import build_tiny_llama
+from cpt_core.train.launch import run_train
 
 SITE = {"enabled": True, "seed": 5, "n_facts": 8, "korean_share": 0.3, "slow_delay_s": 0.0}
 
@@ -43,6 +44,8 @@ def _config(root: Path, base_url: str) -> dict:
         "curate": {"language": {"languages": ["en", "ko"]}},
         "tokenize": {"seq_len": 64, "replay": {"source": "stdlib-docstrings", "max_chars": 6000},
                      "shard_sequences": 8},
+        "train": {"max_steps": 10, "micro_batch_size": 2, "checkpoint_every": 3, "log_every": 1,
+                  "precision": "fp32", "lr": 1e-3},
     }
 
 
@@ -65,6 +68,7 @@ def world(tmp_path_factory):
         texts = [d["text"] for d in _docs(previous / "documents")]
         model = build_tiny_llama(root / "model", texts, vocab_size=400, seq_len=64)
         run_tokenize(cfg.tokenize, previous, model, ref / "tokenize")
+        run_train(cfg.train, model, ref / "tokenize", ref / "train")
         yield root, cfg, ref, model
 
 
@@ -145,3 +149,69 @@ def test_killed_stage_reruns_to_the_same_output(world, tmp_path, stage, kill_at,
             got, want = _docs(out / sub), _docs(expected / sub)
             assert [d["id"] for d in got] == [d["id"] for d in want], f"{sub}: duplicated or missing documents"
             assert got == want
+
+
+def _metrics(folder: Path) -> list[dict]:
+    return [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_killed_training_resumes_from_its_checkpoint_and_leaves_no_orphan(world, tmp_path):
+    import time
+
+    root, cfg, ref, model = world
+    out = tmp_path / "train"
+    cmd = _stage_cmd(root, "train", ref / "tokenize", out, model)
+    killed = _run(cmd, "train:step@7")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    deadline = time.monotonic() + 10
+    while _processes_mentioning(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _processes_mentioning(str(out)), "the trainer outlived the killed stage"
+    assert list(out.with_name("train.checkpoints").glob("step-*")), "a checkpoint survived the kill"
+    again = _run(cmd, None)
+    assert again.returncode == 0, again.stderr[-3000:]
+    summary = json.loads((out / "_manifest.json").read_text())["summary"]
+    assert summary["resumed_from_step"] == 6 and summary["steps"] == 10
+    got, want = _metrics(out), _metrics(ref / "train")
+    assert [r["step"] for r in got] == list(range(1, 11)), "each step logged once"
+    assert [r["loss"] for r in got] == pytest.approx([r["loss"] for r in want], abs=1e-3), "exact resume"
+
+
+def test_killed_promotion_records_the_run_once(tmp_path):
+    import textwrap
+
+    model = tmp_path / "model"
+    model.mkdir()
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({
+        "base": {"domain_bpb": 2.0, "general_bpb": 1.0, "probe_acc": 0.3},
+        "trained": {"domain_bpb": 1.6, "general_bpb": 1.005, "probe_acc": 0.5},
+    }))
+    code = textwrap.dedent(f"""
+        from cpt_core.evaluate.gate import PromoteConfig
+        from cpt_core.evaluate.registry import run_promote
+        run_promote(PromoteConfig(), {str(tmp_path / "registry.json")!r}, "w1", {str(model)!r}, {str(results)!r},
+                    {{"parent": "base"}}, {str(tmp_path / "promote")!r})
+    """)
+    cmd = [sys.executable, "-c", code]
+    killed = _run(cmd, "promote:recorded")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (tmp_path / "promote" / "_manifest.json").exists()
+    again = _run(cmd, None)
+    assert again.returncode == 0, again.stderr[-3000:]
+    registry = json.loads((tmp_path / "registry.json").read_text())
+    assert [e["run_id"] for e in registry["history"]] == ["w1"], "recorded once"
+    assert registry["champion"]["run_id"] == "w1"
+    decision = json.loads((tmp_path / "promote" / "decision.json").read_text())
+    assert decision["promote"] is True, decision["reasons"]

@@ -26,12 +26,14 @@ import time
 from collections import deque
 from pathlib import Path
 
+from cpt_core.faults import fault_point
 from cpt_core.io import atomic_write_json
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import read_manifest, run_stage, stage_key
 from cpt_core.train.base_model import model_fingerprint
 from cpt_core.train.checkpoint import claim_checkpoints
 from cpt_core.train.config import SPEC, SUMMARY, TrainConfig, resolve_precision
+from cpt_core.train.orphans import ENV as ORCHESTRATOR_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +117,7 @@ def _child_env() -> dict:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env["PYTHONUNBUFFERED"] = "1"
+    env[ORCHESTRATOR_ENV] = str(os.getpid())  # the trainer dies with this process (see train/orphans.py)
     return env
 
 
@@ -168,6 +171,7 @@ def _stream(proc: subprocess.Popen, tail: deque, progress: ProgressFn) -> None:
         match = STEP_LINE.match(line)
         if match:
             progress(int(match.group(1)), int(match.group(2)), line)
+            fault_point("train:step")
     proc.wait()
 
 

@@ -32,6 +32,7 @@ from cpt_core.io import atomic_write_json
 from cpt_core.train.checkpoint import restore_checkpoint, save_checkpoint
 from cpt_core.train.config import FINAL, METRICS, SUMMARY, TrainConfig, resolve_precision
 from cpt_core.train.optim import BatchPlan, build_optimizer, total_steps
+from cpt_core.train.orphans import exit_with_orchestrator
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spec", required=True, help="JSON: model_dir, tokens_dir, output_dir, checkpoint_dir, train")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    exit_with_orchestrator()
     train(json.loads(Path(args.spec).read_text()))
 
 
