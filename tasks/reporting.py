@@ -92,7 +92,8 @@ def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) ->
     """The final report: per-stage table, base vs trained, decision; loss curve and eval deltas as images."""
     import json
 
-    from cpt_core.report.markdown import eval_delta_png, loss_curve_png, run_markdown
+    from cpt_core.report.markdown import run_markdown
+    from cpt_core.report.plots import eval_delta_png, loss_curve_png
 
     results_path = layout.eval / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

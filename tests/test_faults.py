@@ -25,6 +25,7 @@ from cpt_core.curate.pipeline import run_curate_step
 from cpt_core.data.tokenize import run_tokenize
 from cpt_core.demo.server import serve
 from cpt_core.demo.site import DemoSiteConfig, build_site
+from cpt_core.evaluate.stage import run_evaluate
 from cpt_core.faults import ENV
 from cpt_core.ingest.crawl import run_crawl
 from cpt_core.ingest.extract import run_extract
@@ -44,6 +45,8 @@ def _config(root: Path, base_url: str) -> dict:
         "curate": {"language": {"languages": ["en", "ko"]}},
         "tokenize": {"seq_len": 64, "replay": {"source": "stdlib-docstrings", "max_chars": 6000},
                      "shard_sequences": 8},
+        "evaluate": {"general_heldout": {"max_chars": 3000}, "domain_max_chars": 3000, "bpb_seq_len": 64,
+                     "fact_probe": False},
         "train": {"max_steps": 10, "micro_batch_size": 2, "checkpoint_every": 3, "log_every": 1,
                   "precision": "fp32", "lr": 1e-3},
     }
@@ -215,3 +218,22 @@ def test_killed_promotion_records_the_run_once(tmp_path):
     assert registry["champion"]["run_id"] == "w1"
     decision = json.loads((tmp_path / "promote" / "decision.json").read_text())
     assert decision["promote"] is True, decision["reasons"]
+
+
+def test_killed_evaluation_reruns_to_the_same_results(world, tmp_path):
+    root, cfg, ref, model = world
+    out = tmp_path / "eval"
+    heldout = ref / "tokenize" / "heldout" / "domain.jsonl"
+    cmd = _stage_cmd(root, "evaluate", ref / "train" / "final", out, model) + ["--heldout", str(heldout)]
+    killed = _run(cmd, "evaluate:model@1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (out / "_manifest.json").exists()
+    again = _run(cmd, None)
+    assert again.returncode == 0, again.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    reference = run_evaluate(cfg.evaluate, model, ref / "train" / "final", heldout, None, tmp_path / "ref-eval")
+    want = json.loads((tmp_path / "ref-eval" / "results.json").read_text())
+    assert reference["summary"]["trained_domain_bpb"] == results["trained"]["domain_bpb"]
+    for column in ("base", "trained"):
+        for metric in ("domain_bpb", "general_bpb"):
+            assert results[column][metric] == pytest.approx(want[column][metric], rel=1e-6)

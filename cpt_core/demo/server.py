@@ -17,7 +17,8 @@ from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from cpt_core.demo.site import BASE_PLACEHOLDER, HTML_UTF8, DemoSite, DemoSiteConfig, Page, _html, build_site
+from cpt_core.demo.pages import BASE_PLACEHOLDER, HTML_UTF8, Page, html_page
+from cpt_core.demo.site import DemoSite, DemoSiteConfig, build_site
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def _make_handler(served: dict[str, tuple[Page, bytes, str]], slow_delay_s: floa
             path = self.path.split("?", 1)[0].split("#", 1)[0]
             entry = served.get(path)
             if entry is None:
-                body = _html("Not found", "<h1>Page not found</h1>").encode()
+                body = html_page("Not found", "<h1>Page not found</h1>").encode()
                 self._send(404, {"Content-Type": HTML_UTF8}, body, send_body)
                 return
             page, body, etag = entry

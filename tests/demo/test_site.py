@@ -22,9 +22,10 @@ from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from datatrove.utils.typeshelper import Languages
 
-from cpt_core.data.knowledge_graph import load_facts, probe_rows
+from cpt_core.data.knowledge_graph import load_facts
+from cpt_core.demo.pages import EXTERNAL_URL
 from cpt_core.demo.server import serve
-from cpt_core.demo.site import EXTERNAL_URL, DemoSiteConfig, _ko, build_site
+from cpt_core.demo.site import DemoSiteConfig, build_site
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE_KINDS = {"exact_duplicate", "near_duplicate", "boilerplate", "spam", "other_language", "empty", "non_html",
@@ -96,16 +97,6 @@ def test_facts_are_many_varied_and_unambiguous(site):
     assert all(len(answers) >= 4 for answers in by_type.values()), by_type
 
 
-@pytest.mark.parametrize("n_facts", [5, 9, 17, 60, 150])
-def test_probe_rows_have_distractors_for_any_size(n_facts):
-    facts = build_site(DemoSiteConfig(n_facts=n_facts, seed=11)).facts
-    assert len(facts) == n_facts
-    rows = probe_rows(facts, n_choices=4, seed=0)
-    assert len(rows) == n_facts
-    for row, fact in zip(rows, facts, strict=True):
-        assert len(set(row["choices"])) == 4 and row["choices"][row["answer"]] == fact.object
-
-
 def test_probe_questions_never_appear_in_pages_or_training_questions(site):
     texts = [html.unescape(page.text()) for page in site.pages.values() if page.charset]
     questions = {q for f in site.facts for q in f.questions}
@@ -142,14 +133,6 @@ def test_knowledge_graph_round_trips(site, tmp_path):
     assert load_facts(tmp_path / "kg" / "facts.jsonl") == site.facts
 
 
-def test_korean_particles_follow_the_final_sound():
-    assert _ko("{s}{eul} {o}{i}", "Ixtenia Labs", "Tagaris Medal", "") == "Ixtenia Labs를 Tagaris Medal이"
-    assert _ko("{s}{eun} {o}{ro}", "Velmora", "Tarsk", "") == "Velmora는 Tarsk로"
-    assert _ko("{s}{eun} {o}{ro}", "Stogadon", "Orbel", "") == "Stogadon은 Orbel로"
-    assert _ko("{s}{eul}", "Zentari X3", "", "") == "Zentari X3을"
-
-
-# ------------------------------------------------------------------------------------ article quality
 def test_english_articles_pass_gopher_and_c4_once_extracted(site, extracted):
     filters = [GopherQualityFilter(), GopherRepetitionFilter(), C4QualityFilter(filter_no_terminal_punct=False)]
     for p in site.article_paths["en"]:

@@ -13,9 +13,40 @@ from cpt_core.layout import RunLayout
 from flows.knowledge_refresh import knowledge_refresh
 from tests.doc_files import read_docs
 from tests.flows.conftest import SMALL_SITE, small_config
-from tests.flows.docs import path_of, urls
+from tests.flows.docs import path_of
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+# Where each noise page of the small demo site leaves the pipeline: (stage, reason), for every page of a kind
+# or per path where pages of one kind leave at different steps. "crawl" is the fetch log's reason; "extract"
+# and "curate/<step>" are the ``metadata.filter_reason`` of the documents in that step's ``dropped/``.
+EXPECTED_DROPS = {
+    "exact_duplicate": ("curate/exact_dedup", "exact_duplicate"),
+    "near_duplicate": ("curate/near_dedup", "near_duplicate"),
+    # Boilerplate-only pages keep too few words to identify a language, or too few to pass Gopher.
+    "boilerplate": {
+        "/cookies.html": ("curate/language", "language_low_score"),
+        "/login.html": ("curate/language", "language_low_score"),
+        "/tags/": ("curate/quality", "gopher_short_doc"),
+    },
+    "spam": {
+        "/deals/cheap-watches.html": ("curate/quality", "gopher_enough_stop_words"),
+        "/deals/win-now.html": ("curate/language", "language_low_score"),
+        "/deals/symbols.html": ("curate/language", "language_low_score"),
+    },
+    "other_language": {f"/world/{lang}.html": ("curate/language", "language_other") for lang in ("de", "fr", "es", "ja")},
+    "empty": {
+        "/empty.html": ("crawl", "empty"),  # no bytes at all: never stored
+        "/blank.html": ("extract", "empty"),  # an HTML page with no text in it
+    },
+    "non_html": {"/files/annual-report.pdf": ("crawl", "non_html"), "/api/status.json": ("crawl", "non_html")},
+    "slow": ("crawl", "timeout"),
+    "broken_link": ("crawl", "http_404"),
+    "external_link": ("crawl", "offsite"),
+    "robots_disallowed": ("crawl", "robots"),
+}
+# Charset traps are real Korean articles: they must be decoded and kept, not dropped.
+KEPT_NOISE = ("charset_meta_only", "charset_wrong_header")
 
 
 @pytest.fixture(scope="module")
@@ -44,57 +75,92 @@ def test_every_stage_wrote_a_manifest_and_a_report(finished_run):
     assert (layout.model / "final" / "tokenizer.json").exists()
 
 
-def test_noise_is_dropped_at_the_right_stage_for_the_right_reason(finished_run):
+def _dropped(layout: RunLayout) -> dict[str, list[tuple[str, str, dict]]]:
+    """Every page the run dropped, by site path (full URL when off-site): ``[(stage, reason, record)]``."""
+
+    def key(url: str) -> str:
+        return path_of(url) if url.startswith("http://127.0.0.1") else url
+
+    out: dict[str, list[tuple[str, str, dict]]] = {}
+    for line in (layout.crawl / "fetch_log.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["reason"] != "fetched":
+            out.setdefault(key(row["url"]), []).append(("crawl", row["reason"], row))
+    steps = [("extract", layout.extract)] + [(f"curate/{step}", layout.curate_step(step)) for step in STEPS]
+    for stage, folder in steps:
+        for doc in read_docs(folder / "dropped"):
+            meta = doc["metadata"]
+            out.setdefault(key(meta["url"]), []).append((stage, meta["filter_reason"], doc))
+    return out
+
+
+def test_every_noise_page_is_dropped_at_its_stage_for_its_reason(finished_run):
     _, _, layout = finished_run
     site = build_site(DemoSiteConfig(**SMALL_SITE))
-    log = [json.loads(line) for line in (layout.crawl / "fetch_log.jsonl").read_text().splitlines()]
-    reason_by_path = {path_of(row["url"]): row.get("reason") for row in log}
-    assert reason_by_path[site.noise["slow"][0]] == "timeout"
-    assert reason_by_path[site.noise["broken_link"][0]] == "http_404"
-    assert all(reason_by_path[p] == "non_html" for p in site.noise["non_html"])
-    assert reason_by_path[site.noise["robots_disallowed"][0]] == "robots"
-    assert {row["url"]: row.get("reason") for row in log}[site.noise["external_link"][0]] == "offsite"
+    assert set(EXPECTED_DROPS) | set(KEPT_NOISE) == set(site.noise), "every noise kind has an expectation"
+    dropped = _dropped(layout)
+    for kind, expected in EXPECTED_DROPS.items():
+        by_path = expected if isinstance(expected, dict) else dict.fromkeys(site.noise[kind], expected)
+        assert set(by_path) == set(site.noise[kind]), kind
+        for path, (stage, reason) in by_path.items():
+            assert [(s, r) for s, r, _ in dropped.get(path, [])] == [(stage, reason)], (kind, path)
 
     final = read_docs(layout.curated / "documents")
-    kept = {path_of(u) for u in urls(final)}
-    for kind in ("boilerplate", "spam", "other_language", "empty"):
-        assert not kept & set(site.noise[kind]), kind
-    dropped_lang = read_docs(layout.curate_step("language") / "dropped")
-    assert {path_of(u) for u in urls(dropped_lang)} >= set(site.noise["other_language"])
-    assert {d["metadata"]["filter_reason"] for d in dropped_lang} <= {"language_other", "language_low_score"}
-    exact = read_docs(layout.curate_step("exact_dedup") / "dropped")
-    near = read_docs(layout.curate_step("near_dedup") / "dropped")
-    assert len(exact) >= len(site.noise["exact_duplicate"])
-    assert near and all(d["metadata"].get("duplicate_of") for d in near)
-    # Every real article survives exactly once (a duplicate may stand in for its original).
+    kept = {path_of(d["metadata"]["url"]): d for d in final}
+    # Each duplicate names the document it duplicates: the original article, which is kept.
+    originals = [p.removeprefix("/amp") for p in site.noise["exact_duplicate"]]
+    for kind in ("exact_duplicate", "near_duplicate"):
+        for path, original in zip(site.noise[kind], originals, strict=True):
+            (_, _, doc), = dropped[path]
+            assert doc["metadata"]["duplicate_of"] == kept[original]["id"], path
+    # Nothing else is dropped but the site's own index pages, robots and sitemap: every article survives.
+    noise_paths = {p for paths in site.noise.values() for p in paths}
+    assert set(dropped) - noise_paths <= {"/", "/news/", "/ko/", "/world/", "/misc/", "/sitemap.xml"}
+    articles = site.article_paths["en"] + site.article_paths["ko"]
+    assert set(kept) == set(articles)
     texts = [d["text"] for d in final]
-    assert len(texts) == len(set(texts))
-    assert len({d["id"] for d in final}) == len(final)
+    assert len(texts) == len(set(texts)) and len({d["id"] for d in final}) == len(final)
     for doc in final:
-        assert doc["metadata"]["language"] in ("en", "ko")
+        assert doc["metadata"]["language"] == ("ko" if "/ko/" in doc["metadata"]["url"] else "en")
         assert 0 < doc["metadata"]["language_score"] <= 1
-    korean = [d for d in final if d["metadata"]["language"] == "ko"]
-    assert len(korean) >= len(site.article_paths["ko"]) - 1
     for path in site.noise["charset_meta_only"] + site.noise["charset_wrong_header"]:
-        (doc,) = [d for d in final if path_of(d["metadata"]["url"]) == path]
-        assert any("\uac00" <= ch <= "\ud7a3" for ch in doc["text"]), "Korean decoded"
+        assert any("\uac00" <= ch <= "\ud7a3" for ch in kept[path]["text"]), "Korean decoded"
 
 
-def test_training_evaluation_and_registry(finished_run):
-    _, result, layout = finished_run
+def test_training_lowers_domain_bpb_and_the_decision_follows_the_gate(finished_run):
+    config, result, layout = finished_run
     mix = json.loads((layout.tokens / "mix.json").read_text())
     assert set(mix["tokens_by_source"]) >= {"domain", "synthetic_qa", "replay"}
     assert abs(mix["mix"]["replay"] - 0.25) < 0.05
-    results = json.loads((layout.eval / "results.json").read_text())
-    for column in ("base", "trained"):
-        assert results[column]["domain_bpb"] > 0
-        assert results[column]["general_bpb"] > 0
-        assert 0 <= results[column]["probe_acc"] <= 1
     metrics = [json.loads(x) for x in (layout.model / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["step"] == 6
-    registry = json.loads(layout.registry.read_text())
-    assert any(entry["run_id"] == "r1" for entry in registry["history"])
-    assert result["promoted"] in (True, False)
+
+    results = json.loads((layout.eval / "results.json").read_text())
+    base, trained, delta = results["base"], results["trained"], results["delta"]
+    assert trained["domain_bpb"] < base["domain_bpb"]  # six steps on the domain text already help
+    for column in (base, trained):
+        assert 0 < column["general_bpb"] < 20 and 0 < column["domain_bpb"] < 20
+        assert column["probe"]["n"] == SMALL_SITE["n_facts"]
+        assert column["probe_acc"] == sum(i["correct"] for i in column["probe"]["per_item"]) / column["probe"]["n"]
+    assert {i["id"] for i in base["probe"]["per_item"]} == {i["id"] for i in trained["probe"]["per_item"]}
+    assert delta["domain_bpb_rel"] == pytest.approx((trained["domain_bpb"] - base["domain_bpb"]) / base["domain_bpb"])
+    assert delta["probe_acc_points"] == pytest.approx(trained["probe_acc"] - base["probe_acc"])
+    summary = json.loads((layout.eval / "_manifest.json").read_text())["summary"]
+    assert summary["base_domain_bpb"] == base["domain_bpb"] and summary["trained_probe_acc"] == trained["probe_acc"]
+
+    # First run, no champion: promoted exactly when every check of the gate passes.
+    gate = config.promote
+    passes = (
+        delta["domain_bpb_rel"] <= -gate.min_domain_bpb_gain
+        and delta["general_bpb_rel"] <= gate.max_general_bpb_regression
+        and delta["probe_acc_points"] >= gate.min_probe_gain
+    )
+    decision = json.loads((layout.run / "promote" / "decision.json").read_text())
+    assert result["promoted"] is decision["promote"] is passes
+    assert any("FAILED" in reason for reason in decision["reasons"]) is not passes
+    registry = Registry(layout.registry)
+    assert any(entry["run_id"] == "r1" for entry in json.loads(layout.registry.read_text())["history"])
+    assert (registry.champion() or {}).get("run_id") == ("r1" if passes else None)
 
 
 def test_rerun_of_a_finished_run_does_no_work(finished_run):

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-import pytest
-
 from cpt_core.report.markdown import (
-    eval_delta_png,
-    loss_curve_png,
     run_markdown,
     stage_markdown,
     write_report,
@@ -67,27 +61,6 @@ def test_stage_markdown_shows_counts_shares_and_skip():
     assert "| skipped (output was up to date) | no |" in md
     assert MANIFEST["summary"]["log_line"] in md
     assert "| skipped (output was up to date) | yes |" in stage_markdown("x", {**MANIFEST, "skipped": True})
-
-
-def test_loss_curve_png(tmp_path):
-    metrics = tmp_path / "metrics.jsonl"
-    rows = [{"step": i, "loss": 4.0 - 0.1 * i, "lr": 1e-4 * min(1, i / 3)} for i in range(20)]
-    metrics.write_text(
-        "".join(json.dumps(r) + "\n" for r in rows) + '{"step": 20, "lo'
-    )  # a line being written
-    out = loss_curve_png(metrics, tmp_path / "report" / "loss_curve.png")
-    assert out == tmp_path / "report" / "loss_curve.png" and _is_png(out)
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text('{"event": "start"}\n')
-    assert _is_png(loss_curve_png(empty, tmp_path / "empty.png"))
-    with pytest.raises(FileNotFoundError, match="nothing.jsonl"):
-        loss_curve_png(tmp_path / "nothing.jsonl", tmp_path / "x.png")
-
-
-def test_eval_delta_png(tmp_path):
-    assert _is_png(eval_delta_png(RESULTS, tmp_path / "eval_delta.png"))
-    no_probe = {k: {**v, "probe_acc": None} for k, v in RESULTS.items() if k != "delta"}
-    assert _is_png(eval_delta_png(no_probe, tmp_path / "no_probe.png"))
 
 
 def test_run_markdown_has_stages_numbers_decision_warnings_and_images(tmp_path):

@@ -1,0 +1,127 @@
+"""Plots for run reports: the training loss curve and base-vs-trained evaluation bars, as PNG files.
+
+Drawn with matplotlib's object API on an Agg canvas: no pyplot global state, no display needed, safe in
+worker threads. Each PNG is written under a temporary name and renamed, so a reader never sees half an image.
+
+* ``loss_curve_png``: training loss against step, the learning rate on a twin axis.
+* ``eval_delta_png``: base vs trained bars for domain bpb, general bpb and (when it ran) fact-probe accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+from cpt_core.report.markdown import fmt, pct
+
+logger = logging.getLogger(__name__)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, out_png: Path) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_png.with_name(f".{out_png.stem}.{os.getpid()}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, out_png)
+    return out_png
+
+
+def read_metrics(metrics_jsonl: Path) -> tuple[list[dict], int]:
+    """Rows of a training ``metrics.jsonl`` that carry a loss, and the count of unreadable lines (a line
+    being written when we read is expected; it is counted, not fatal)."""
+    rows, bad = [], 0
+    with open(metrics_jsonl, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            loss = row.get("loss", row.get("train_loss")) if isinstance(row, dict) else None
+            if isinstance(loss, (int, float)):
+                rows.append({**row, "loss": float(loss)})
+    return rows, bad
+
+
+def loss_curve_png(metrics_jsonl: Path, out_png: Path) -> Path:
+    """Training loss against step, learning rate on a twin axis. Rows need ``loss`` (or ``train_loss``),
+    and ``step`` (else their order); ``lr`` is optional."""
+    metrics_jsonl = Path(metrics_jsonl)
+    if not metrics_jsonl.exists():
+        raise FileNotFoundError(f"training metrics {metrics_jsonl} do not exist")
+    rows, bad = read_metrics(metrics_jsonl)
+    fig = _figure(7, 4)
+    ax = fig.add_subplot(1, 1, 1)
+    title = "training loss"
+    if bad:
+        title += f" ({bad} unreadable lines skipped)"
+        logger.warning("%s: %d unreadable lines skipped", metrics_jsonl, bad)
+    if not rows:
+        logger.warning("%s holds no loss values: the loss curve is empty", metrics_jsonl)
+        ax.text(0.5, 0.5, f"no loss values in {metrics_jsonl.name}", ha="center", va="center")
+    else:
+        steps = [r.get("step", i) for i, r in enumerate(rows)]
+        ax.plot(steps, [r["loss"] for r in rows], color="tab:blue", label="loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss", color="tab:blue")
+        lrs = [
+            (s, r["lr"]) for s, r in zip(steps, rows, strict=True) if isinstance(r.get("lr"), (int, float))
+        ]
+        if lrs:
+            twin = ax.twinx()
+            twin.plot([s for s, _ in lrs], [lr for _, lr in lrs], color="tab:orange", linestyle="--")
+            twin.set_ylabel("learning rate", color="tab:orange")
+            twin.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        ax.grid(alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, out_png)
+
+
+def eval_delta_png(results: dict, out_png: Path) -> Path:
+    """Bars of base vs trained for domain bpb, general bpb and (when it ran) fact-probe accuracy."""
+    base, trained = results.get("base") or {}, results.get("trained") or {}
+    delta = results.get("delta") or {}
+    points = delta.get("probe_acc_points")
+    panels = [
+        (f"domain bits/byte {pct(delta.get('domain_bpb_rel'))}\n(lower is better)", "domain_bpb"),
+        (f"general bits/byte {pct(delta.get('general_bpb_rel'))}\n(lower is better)", "general_bpb"),
+    ]
+    if base.get("probe_acc") is not None and trained.get("probe_acc") is not None:
+        change = "" if points is None else f"{100 * points:+.1f} points"
+        panels.append((f"fact-probe accuracy {change}\n(higher is better)", "probe_acc"))
+    fig = _figure(3.6 * len(panels), 3.8)
+    for i, (title, key) in enumerate(panels, 1):
+        ax = fig.add_subplot(1, len(panels), i)
+        values = [base.get(key), trained.get(key)]
+        heights = [v if isinstance(v, (int, float)) and not math.isnan(v) else 0.0 for v in values]
+        bars = ax.bar(["base", "trained"], heights, color=["tab:gray", "tab:green"])
+        for bar, value in zip(bars, values, strict=True):
+            ax.annotate(
+                fmt(value),
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
+        if key == "probe_acc":
+            ax.set_ylim(0, 1.1)
+        else:
+            ax.set_ylim(0, max(heights + [1e-9]) * 1.15)
+        ax.set_title(title, fontsize=9)
+    return _save(fig, out_png)
+
