@@ -11,8 +11,9 @@ import json
 
 import pytest
 
+from cpt_core.demo.pages import Page, html_page
 from cpt_core.demo.server import serve
-from cpt_core.demo.site import DemoSiteConfig, Page, _html, build_site
+from cpt_core.demo.site import DemoSiteConfig, build_site
 from cpt_core.layout import RunLayout
 from cpt_core.state import read_outcome, visible_runs
 from tests.doc_files import read_docs
@@ -61,7 +62,7 @@ def weeks(tmp_path_factory, tiny_model, prefect_harness):
     week("w3-promoted", promote=LENIENT)
     week("w4-quiet", promote=LENIENT)
     # One new article, linked from the front page: the next week has exactly one new document.
-    site.pages["/news/harbour-hall-reopens-after-the-storm.html"] = Page(_html("Harbour hall reopens", NEW_ARTICLE).encode())
+    site.pages["/news/harbour-hall-reopens-after-the-storm.html"] = Page(html_page("Harbour hall reopens", NEW_ARTICLE).encode())
     home = site.pages["/"]
     site.pages["/"] = Page(home.body.replace(b"</footer>", b'<p><a href="/news/harbour-hall-reopens-after-the-storm'
                                              b'.html">Harbour hall</a></p></footer>', 1), home.content_type)
