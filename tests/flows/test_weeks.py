@@ -19,7 +19,8 @@ from cpt_core.state import read_outcome, visible_runs
 from tests.doc_files import read_docs
 from tests.flows.conftest import SMALL_SITE, free_port, small_config
 
-LENIENT = {"min_domain_bpb_gain": 0.0, "max_general_bpb_regression": 10.0, "min_probe_gain": -1.0}
+LENIENT = {"min_domain_bpb_gain": 0.0, "max_general_bpb_regression": 1.0, "max_general_regression_vs_base": 1.0,
+           "min_probe_gain": -1.0}
 IMPOSSIBLE = {"min_domain_bpb_gain": 0.99}
 NEW_ARTICLE = (
     "<article><h1>Harbour hall reopens after the storm</h1>"
@@ -57,7 +58,9 @@ def weeks(tmp_path_factory, tiny_model, prefect_harness):
             except Exception as err:  # the failed week
                 out[run_id] = err
 
-    week("w1-fails", train={"max_steps": 100_000, "timeout_s": 10})
+    # Fails after curation, at tokenize (its replay file is missing): quicker than a training timeout, the
+    # same situation for the state: pages fetched and documents curated, no model learned them.
+    week("w1-fails", tokenize={"replay": {"source": str(root / "missing-replay.jsonl"), "max_chars": 6000}})
     week("w2-rejected", promote=IMPOSSIBLE)
     week("w3-promoted", promote=LENIENT)
     week("w4-quiet", promote=LENIENT)
@@ -81,7 +84,7 @@ def _fetch_reasons(root, run_id) -> dict[str, str]:
 
 def test_a_failed_week_loses_nothing(weeks):
     root, out = weeks
-    assert isinstance(out["w1-fails"], Exception) and "timeout_s" in str(out["w1-fails"])
+    assert isinstance(out["w1-fails"], Exception) and "missing-replay" in str(out["w1-fails"])
     assert read_outcome(root / "state", "w1-fails") is None, "a failed run records no outcome"
     # w1 got as far as curation; w2 fetched and kept all of it again.
     w1, w2 = _curated(root, "w1-fails"), _curated(root, "w2-rejected")
@@ -144,12 +147,13 @@ def test_start_model_follows_the_champion_flag_and_a_missing_champion_is_named(w
     # Another root whose registry points at a champion folder that is gone.
     other = tmp_path / "other"
     (other / "state").mkdir(parents=True)
-    registry = (root / "state" / "registry.json").read_text()
-    champion_dir = str(RunLayout(root, "w3-promoted").model / "final")
-    (other / "state" / "registry.json").write_text(registry.replace(champion_dir, str(tmp_path / "gone")))
+    registry = json.loads((root / "state" / "registry.json").read_text())
+    champion = registry["champion"]["run_id"]
+    registry["champion"]["model_dir"] = str(tmp_path / "gone")
+    (other / "state" / "registry.json").write_text(json.dumps(registry))
     with pytest.raises(ChampionMissingError) as err:
         base_model_task.fn(BaseModelConfig(source=str(tiny_model)), RunLayout.create(other, "w7"))
-    assert "w3-promoted" in str(err.value) and "reset-champion" in str(err.value)
+    assert champion in str(err.value) and "gone" in str(err.value) and "reset-champion" in str(err.value)
 
 
 def test_a_second_run_on_a_busy_root_fails_at_once(weeks, tiny_model):
