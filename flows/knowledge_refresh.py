@@ -23,6 +23,13 @@ from flows.train import train_flow
 from tasks.reporting import write_run_report
 from tasks.stages import nothing_new_task
 
+HELDOUT_NOTES = {
+    "parent_heldout": "Too few new documents to hold any out: domain bits/byte is scored on the held-out set of "
+    "the run this one continues from ({parent}).",
+    "in_sample": "Too few documents to hold any out and no earlier held-out set: domain bits/byte is scored on "
+    "the training documents themselves (in-sample, optimistic).",
+}
+
 
 @task(name="run-report")
 def run_report_task(layout: RunLayout, stages: dict, start: dict) -> str:
@@ -32,6 +39,9 @@ def run_report_task(layout: RunLayout, stages: dict, start: dict) -> str:
             f"The starting checkpoint ({start['source']}) looks like an instruct model: CPT on raw text erodes "
             "instruction following. Start from a base checkpoint for production runs."
         )
+    rule = stages.get("tokenize", {}).get("summary", {}).get("heldout_rule")
+    if rule in HELDOUT_NOTES:
+        notes.append(HELDOUT_NOTES[rule].format(parent=start["parent"]))
     return str(write_run_report(layout, stages, start["source"], notes))
 
 

@@ -131,6 +131,7 @@ def test_one_new_document_trains_from_the_champion(weeks):
     assert mix["heldout_rule"] == "parent_heldout" and mix["docs_out"] == 1
     parent_heldout = RunLayout(root, "w3-promoted").tokens / "heldout" / "domain.jsonl"
     assert (layout.tokens / "heldout" / "domain.jsonl").read_text() == parent_heldout.read_text()
+    assert "held-out set of the run this one continues from (w3-promoted)" in (layout.report / "run_report.md").read_text()
     decision = json.loads((layout.run / "promote" / "decision.json").read_text())
     assert "w3-promoted" in json.dumps(decision), "the gate's baseline is the champion"
 
