@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     with serve(site, args.host, args.port, args.slow_delay) as url:
         print(f"serving {len(site.pages)} pages ({len(site.facts)} facts) at {url}  (Ctrl-C to stop)", flush=True)
         try:
-            threading.Event().wait()
+            while True:  # sleep() is interrupted by Ctrl-C at once, whatever the platform's lock waits do
+                time.sleep(1)
         except KeyboardInterrupt:
             pass
     return 0

@@ -305,4 +305,4 @@ def test_command_line_serves_until_interrupted(tmp_path):
         assert len(load_facts(tmp_path / "facts.jsonl")) == 12
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()  # generous: CI machines may be loaded
