@@ -38,7 +38,7 @@ class SeedFinder:
             hosts: dict[str, str] = {}
             for url in pages:
                 hosts.setdefault(host_keys(url)[1], url)
-            for rules in await asyncio.gather(*(self.fetcher.robots.rules(u) for u in hosts)):
+            for rules in await asyncio.gather(*(self.fetcher.robots.rules(u) for u in hosts.values())):
                 sitemaps.extend(rules.sitemaps)
         pages += await self._read_sitemaps(sitemaps)
         for feed, links in zip(
