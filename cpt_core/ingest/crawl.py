@@ -29,11 +29,10 @@ succeeded (``commit_frontier``): a crashed crawl never marks pages as seen.
 
 Every URL ends in ``fetch_log.jsonl`` with a reason: ``fetched``, ``redirect`` (its target is queued at the
 same depth, up to ``max_redirects`` hops), ``feed`` (a discovered feed; its entries are queued) or a drop
-among ``timeout``, ``unreachable``, ``invalid_url``, ``http_<code>``, ``non_html`` (a content type outside
+among ``timeout``, ``unreachable``, ``invalid_url``, ``http_<code>``, ``non_html`` (type not in
 ``content_types``), ``empty``, ``too_large``, ``robots``, ``unchanged``, ``offsite``, ``private_address``,
-``too_many_redirects``, ``noindex``, ``non_canonical``. Rows also say how many retries a URL took. Links
-beyond ``max_depth`` and URLs still queued when ``max_pages`` is reached are counted in the summary
-(``not_visited``). Nothing raises out of the crawl for a bad URL.
+``too_many_redirects``, ``noindex``, ``non_canonical``, with the retries it took. Links beyond ``max_depth``
+and URLs queued when ``max_pages`` is reached are counted in the summary (``not_visited``).
 
 Resuming: the stage keeps its ``.partial`` folder across a retry with the same key. Each WARC record is
 flushed before its fetch-log line is written, so the log says what is committed; a retry reads the log,
@@ -466,12 +465,7 @@ def feed_links_safe(body: bytes) -> list[str]:
 
 
 def _normalised(raws: list[str], base: str) -> list[str]:
-    found: dict[str, None] = {}
-    for raw in raws:
-        url = normalise_url(raw, base)
-        if url:
-            found.setdefault(url)
-    return list(found)
+    return list(dict.fromkeys(u for u in (normalise_url(raw, base) for raw in raws) if u))
 
 
 def _conditional_headers(prev: dict | None) -> dict[str, str]:

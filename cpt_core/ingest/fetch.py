@@ -108,7 +108,7 @@ class Fetcher:
             headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
         )
         self.guard = AddressGuard(settings.allow_private_hosts)
-        self.robots = RobotsCache(self, settings.robots_agent)
+        self.robots = RobotsCache(self.get, settings.robots_agent)
         self.global_sem = asyncio.Semaphore(settings.concurrency)
         self.hosts: dict[str, _HostSlot] = {}
 

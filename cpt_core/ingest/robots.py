@@ -14,14 +14,15 @@ redirects are followed (at most ``MAX_REDIRECTS`` hops, each one guarded). What 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from protego import Protego
 
-if TYPE_CHECKING:
-    from cpt_core.ingest.fetch import Fetcher
+# the crawl's guarded GET: (url, headers, content types) -> a fetch Response
+GetFn = Callable[[str, dict, tuple], Awaitable[Any]]
 
 MAX_REDIRECTS = 5
 ROBOTS_TYPES = ()  # any content type: many servers send robots.txt as text/html or octet-stream
@@ -46,8 +47,8 @@ class RobotsRules:
 class RobotsCache:
     """Loads each host's robots.txt once, even when many requests to that host start at once."""
 
-    def __init__(self, fetcher: Fetcher, agent: str) -> None:
-        self.fetcher = fetcher
+    def __init__(self, get: GetFn, agent: str) -> None:
+        self.get = get
         self.agent = agent
         self._rules: dict[str, RobotsRules] = {}
         self._loading: dict[str, asyncio.Task] = {}
@@ -73,7 +74,7 @@ class RobotsCache:
     async def _load(self, robots_url: str) -> RobotsRules:
         url = robots_url
         for _ in range(MAX_REDIRECTS + 1):
-            res = await self.fetcher.get(url, {}, types=ROBOTS_TYPES)
+            res = await self.get(url, {}, ROBOTS_TYPES)
             if res.reason != "redirect":
                 break
             url = urljoin(url, res.location or "")

@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher
 from cpt_core.ingest.urls import feed_links, host_keys, normalise_url, sitemap_locs
 
-if TYPE_CHECKING:
-    from cpt_core.ingest.crawl import CrawlConfig
+
+class SeedSettings(Protocol):
+    """The crawl settings seeds come from (``CrawlConfig`` has them)."""
+
+    seed_urls: list[str]
+    sitemaps: list[str]
+    feeds: list[str]
+    robots_sitemaps: bool
+    respect_robots: bool
+    max_sitemaps: int
+
 
 logger = logging.getLogger(__name__)
 
 
 class SeedFinder:
-    def __init__(self, fetcher: Fetcher, cfg: CrawlConfig) -> None:
+    def __init__(self, fetcher: Fetcher, cfg: SeedSettings) -> None:
         self.fetcher = fetcher
         self.cfg = cfg
         self.sitemaps: dict[str, str] = {}
