@@ -127,13 +127,17 @@ def stage(
     state: Path | None = typer.Option(None, help="state folder (frontier, dedup index); default <root>/state"),
     run_id: str = typer.Option("cli", help="run id under which state entries are kept"),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    seed: list[str] | None = typer.Option(None, "--seed", help="crawl: start URL, replacing the config's seeds"),
+    allow_host: list[str] | None = typer.Option(
+        None, "--allow-host", help="crawl: host (or host:port) allowed to be a private address, e.g. 127.0.0.1"
+    ),
 ) -> None:
     """Run one stage over a folder, exactly as the flow would, and print its manifest summary."""
     from cpt_core.progress import log_progress
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = log_progress(logging.getLogger(f"cptflow.{name.value}"))
-    cfg = _load(config, set_)
+    cfg = _with_crawl_overrides(_load(config, set_), seed, allow_host)
     try:
         with RootLock(cfg.root, run_id):
             manifest = _run_one_stage(name, cfg, input, output, model, heldout, state, run_id, progress)
@@ -146,6 +150,20 @@ def stage(
         typer.echo(manifest["summary"]["log_line"])
     for place in manifest.get("summary", {}).get("unreadable", []):
         typer.echo(f"unreadable input (counted as dropped, the rest went on): {place}", err=True)
+
+
+def _with_crawl_overrides(cfg: RunConfig, seeds: list[str] | None, allow_hosts: list[str] | None) -> RunConfig:
+    """``--seed`` replaces the crawl's seeds, sitemaps and feeds; ``--allow-host`` extends its allowlist."""
+    crawl = cfg.ingest.crawl
+    update: dict = {}
+    if seeds:
+        update |= {"seed_urls": list(seeds), "sitemaps": [], "feeds": []}
+    if allow_hosts:
+        update["allow_private_hosts"] = [*crawl.allow_private_hosts, *allow_hosts]
+    if not update:
+        return cfg
+    crawl = type(crawl).model_validate(crawl.model_dump() | update)
+    return cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"crawl": crawl})})
 
 
 def _run_one_stage(

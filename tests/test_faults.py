@@ -40,7 +40,8 @@ def _config(root: Path, base_url: str) -> dict:
     return {
         "name": "faults",
         "root": str(root),
-        "ingest": {"crawl": {"seed_urls": [base_url], "timeout_s": 5.0, "retries": 0, "max_pages": 200},
+        "ingest": {"crawl": {"seed_urls": [base_url], "timeout_s": 5.0, "retries": 0, "max_pages": 200,
+                             "delay_s": 0.0, "allow_private_hosts": ["127.0.0.1"]},
                    "extract": {"timeout_s": 30.0}},
         "curate": {"language": {"languages": ["en", "ko"]}},
         "tokenize": {"seq_len": 64, "replay": {"source": "stdlib-docstrings", "max_chars": 6000},

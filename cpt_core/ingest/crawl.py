@@ -1,39 +1,49 @@
-"""Crawling websites into WARC files.
+"""Crawling websites into WARC files: a polite, concurrent, resumable breadth-first walk.
 
-Algorithm: a breadth-first walk from the seed URLs (plus the ``<loc>``s of the configured sitemaps), one
-request at a time, following ``<a href>`` links (parsed with lxml) to the allowed hosts only, up to
-``max_depth`` links from a seed and ``max_pages`` requests. URLs are normalised (fragment dropped, scheme and
-host lower-cased, default port removed) and each is handled once, in discovery order, so the same site gives
-the same log, the same frontier and the same WARC records on every rerun.
+Algorithm: a breadth-first walk from the seeds: the configured URLs, the page URLs of the configured sitemaps
+and of the sitemaps the seed hosts' robots.txt names (indexes and ``.gz`` children followed), and the entries
+of the configured RSS/Atom feeds. Pages lead on through their ``<a href>`` links and the feeds they announce
+with ``<link rel="alternate">``, to the allowed hosts only, up to ``max_depth`` links from a seed and
+``max_pages`` requests. URLs are normalised and stripped of tracking parameters (``cpt_core.ingest.urls``),
+and each is handled once.
 
-Fetching (robots.txt, politeness, retries, byte caps) is ``cpt_core.ingest.fetch``; WARC writing
-``cpt_core.ingest.warc``; URL normalisation, links and sitemaps ``cpt_core.ingest.urls``.
+Concurrency without losing determinism: requests run concurrently (``cpt_core.ingest.fetch``: a global cap,
+per-host concurrency and delay, robots Crawl-delay), but their results are *committed in queue order*: a
+window of up to ``WINDOW_PER_SLOT * concurrency`` queued URLs is in flight, and the oldest is committed (fetch
+log line, WARC record, links queued) before any later one. The queue therefore grows exactly as a
+sequential walk's would, and the same site gives the same log, frontier and WARC records on every rerun.
+The page budget counts a request for every URL in flight and is settled as they commit, so which URLs are
+visited does not depend on timing either. Trade-off: one slow page holds back the commits behind it (not
+their requests), at most ``timeout_s`` times a small factor.
+
+Per page: robots.txt (protego), the address guard (no private addresses unless allowed), then the request.
+``X-Robots-Tag`` or meta robots ``noindex`` drops the page (``noindex``) and ``nofollow`` keeps its links
+from being followed; a ``<link rel="canonical">`` naming another allowed URL drops the page
+(``non_canonical``) and queues the canonical URL at the same depth, like a redirect.
 
 Incremental crawling: the *frontier* (what earlier runs fetched: ETag, Last-Modified, content hash, links)
 turns each request into a conditional GET. A ``304 Not Modified`` or a body whose sha256 is unchanged is a
 counted drop ``unchanged``; the page's links (remembered in the frontier for 304s, which have no body) are
-still followed, so pages below an unchanged page are still visited. The frontier of a run is committed to
-``state/frontier/<run_id>.json`` only after the stage succeeded (``commit_frontier``): a crashed crawl never
-marks pages as seen.
+still followed. The frontier of a run is committed to ``state/frontier/<run_id>.json`` only after the stage
+succeeded (``commit_frontier``): a crashed crawl never marks pages as seen.
 
-Every URL ends in ``fetch_log.jsonl`` with a reason: ``fetched``, ``redirect`` (its target is queued like a
-link, at the same depth) or a drop among ``timeout``, ``unreachable``, ``invalid_url``, ``http_<code>``,
-``non_html``, ``empty``, ``too_large``, ``robots``, ``unchanged``, ``offsite``. Links discovered beyond
-``max_depth`` and URLs still queued when ``max_pages`` is reached are counted in the summary
-(``not_visited``) rather than logged one by one. Nothing raises out of the crawl for a bad URL.
-
-Only HTML responses become WARC ``response`` records. Trade-off: sequential fetching is slow for big crawls
-but deterministic and gentle; scale out by splitting seeds across runs.
+Every URL ends in ``fetch_log.jsonl`` with a reason: ``fetched``, ``redirect`` (its target is queued at the
+same depth, up to ``max_redirects`` hops), ``feed`` (a discovered feed; its entries are queued) or a drop
+among ``timeout``, ``unreachable``, ``invalid_url``, ``http_<code>``, ``non_html`` (type not in
+``content_types``), ``empty``, ``too_large``, ``robots``, ``unchanged``, ``offsite``, ``private_address``,
+``too_many_redirects``, ``noindex``, ``non_canonical``, with the retries it took. Links beyond ``max_depth``
+and URLs queued when ``max_pages`` is reached are counted in the summary (``not_visited``).
 
 Resuming: the stage keeps its ``.partial`` folder across a retry with the same key. Each WARC record is
 flushed before its fetch-log line is written, so the log says what is committed; a retry reads the log,
 cuts the WARC files after their last committed record, and walks again, replaying logged URLs (their links
-come from the stored records) instead of fetching them. The output equals an uninterrupted crawl's: the
-same fetch-log URLs and WARC records, none twice.
+come from the stored records, a feed's from its log row) instead of fetching them. The output equals an
+uninterrupted crawl's: the same fetch-log URLs and WARC records, none twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -45,10 +55,18 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.faults import fault_point
-from cpt_core.ingest.fetch import Fetcher, FetchSettings, Response
-from cpt_core.ingest.urls import extract_links, host_keys, normalise_url, sitemap_locs
+from cpt_core.ingest.fetch import XML_TYPES, Fetcher, FetchSettings, Response
+from cpt_core.ingest.seeds import SeedFinder
+from cpt_core.ingest.urls import (
+    PageLinks,
+    feed_links,
+    host_keys,
+    normalise_url,
+    parse_page,
+    robots_directives,
+)
 from cpt_core.ingest.warc import WARC_DIR, StoredPage, WarcFiles
-from cpt_core.io import atomic_write_json, atomic_write_text, stable_json
+from cpt_core.io import HTML_TYPES, atomic_write_json, atomic_write_text, stable_json
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
 from cpt_core.stage import not_in_key, run_stage
 from cpt_core.state import visible_runs
@@ -58,36 +76,59 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 10
 FETCH_LOG = "fetch_log.jsonl"
 FRONTIER_FILE = "frontier.json"
+WINDOW_PER_SLOT = 4
+NOT_DOCS = ("fetched", "redirect", "feed")
 
 
 class CrawlConfig(BaseModel):
-    """What to fetch: seeds, which hosts links may lead to, limits and politeness."""
+    """What to fetch (seeds, sitemaps, feeds, scope), limits, politeness and the address allowlist."""
 
     model_config = ConfigDict(extra="forbid")
     seed_urls: list[str] = Field(default_factory=list, description="start pages (http/https URLs)")
     sitemaps: list[str] = Field(default_factory=list, description="sitemap.xml URLs whose <loc>s are seeds")
+    feeds: list[str] = Field(default_factory=list, description="RSS/Atom feed URLs whose entries are seeds")
+    robots_sitemaps: bool = Field(True, description="also read the sitemaps the seed hosts' robots.txt names")
     allowed_hosts: list[str] = Field(
         default_factory=list,
         description="hosts links may lead to (exact host names, or host:port); empty: the seeds' hosts",
     )
+    allow_private_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts (as written in URLs, or host:port) that may be private/loopback addresses, "
+        "e.g. 127.0.0.1 for a local server; every other host resolving to one is refused",
+    )
     max_pages: int = Field(1000, ge=1, description="most page requests in one crawl")
     max_depth: int = Field(5, ge=0, description="most links followed from a seed")
+    max_redirects: int = Field(5, ge=0, description="most redirect hops from a URL to the page")
+    max_sitemaps: int = Field(100, ge=0, description="most sitemap files read (indexes included)")
     timeout_s: float = not_in_key(10.0, gt=0, description="per-request connect+read timeout")
-    max_bytes: int = Field(5_000_000, ge=1, description="responses larger than this are dropped")
-    retries: int = Field(2, ge=0, description="retries of a transient failure (connection error, 5xx)")
-    user_agent: str = "cptflow/0.1 (+continued pre-training crawler)"
+    max_bytes: int = Field(
+        5_000_000, ge=1, description="responses larger than this (decoded too) are dropped"
+    )
+    content_types: list[str] = Field(default_factory=lambda: sorted(HTML_TYPES), description="types kept")
+    retries: int = Field(2, ge=0, description="retries of a transient failure (connect error, 429, 5xx)")
+    max_retry_after_s: float = not_in_key(60.0, ge=0, description="a longer Retry-After ends the retries")
+    user_agent: str = "cptflow/0.1"
+    contact_url: str | None = Field(None, description="where site owners reach the crawl's operator")
     respect_robots: bool = True
     revisit_unchanged: bool = Field(False, description="refetch pages the frontier says are unchanged")
-    delay_s: float = not_in_key(0.0, ge=0, description="pause between requests to one host; robots Crawl-delay raises it")
+    concurrency: int = not_in_key(16, ge=1, description="most requests in flight over all hosts")
+    per_host_concurrency: int = not_in_key(2, ge=1, description="most requests in flight to one host")
+    delay_s: float = not_in_key(
+        0.5, ge=0, description="pause between request starts to one host; robots Crawl-delay raises it"
+    )
     warc_file_mb: int = Field(100, ge=1, description="start a new WARC file once one reaches this size")
+
+    def full_user_agent(self) -> str:
+        return f"{self.user_agent} (+{self.contact_url})" if self.contact_url else self.user_agent
 
 
 class _Crawler:
-    """The breadth-first walk: queue, seen URLs, fetch log, this run's frontier and the counts.
+    """The walk: queue, seen URLs, fetch log, this run's frontier and the counts.
 
     On a resumed crawl, ``done`` holds the fetch-log rows an interrupted attempt committed: those URLs are
-    replayed from the log (and their links from the WARC records) instead of fetched, so the walk visits
-    the same URLs in the same order as an uninterrupted one.
+    replayed from the log instead of fetched, so the walk visits the same URLs in the same order as an
+    uninterrupted one.
     """
 
     def __init__(
@@ -97,25 +138,17 @@ class _Crawler:
         self.partial = partial
         self.old_frontier = frontier
         self.progress = progress
-        self.fetcher = Fetcher(
-            FetchSettings(
-                user_agent=cfg.user_agent,
-                timeout_s=cfg.timeout_s,
-                max_bytes=cfg.max_bytes,
-                retries=cfg.retries,
-                delay_s=cfg.delay_s,
-                respect_robots=cfg.respect_robots,
-            )
-        )
         self.allowed = _allowed_hosts(cfg)
-        self.queue: deque[tuple[str, int]] = deque()
+        self.queue: deque[tuple[str, int, int, str]] = deque()  # url, depth, redirect hops, kind
         self.seen: set[str] = set()
         self.too_deep: set[str] = set()
         self.requests = 0
         self.reasons: Counter[str] = Counter()
         self.bytes = 0
+        self.retried = 0
         self.new_frontier: dict[str, dict] = {}
         self.sitemaps: dict[str, str] = {}
+        self.feeds: dict[str, str] = {}
         self.meter = RateMeter()
         self.done, self.stored, self.warc = _resume(partial, cfg.warc_file_mb * 1024 * 1024)
         self.log_fh = open(partial / FETCH_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed in run())
@@ -124,126 +157,150 @@ class _Crawler:
 
     def run(self) -> dict:
         try:
-            for url in self._seeds():
-                self._enqueue(url, 0)
-            visits = 0
-            while self.queue and self.requests < self.cfg.max_pages:
-                url, depth = self.queue.popleft()
-                self._visit(url, depth)
-                visits += 1
-                if visits % PROGRESS_EVERY == 0:
-                    self._report()
+            asyncio.run(self._walk())
         finally:
             self.log_fh.close()
             self.warc.close()
-            self.fetcher.close()
         atomic_write_json(self.partial / FRONTIER_FILE, self.new_frontier)
         self._report()
         return self._summary()
 
-    def _seeds(self) -> list[str]:
-        seeds: list[str] = []
-        for raw in self.cfg.seed_urls:
-            url = normalise_url(raw)
-            if url is None:
-                self._log(raw, 0, "invalid_url", error="not an absolute http(s) URL")
-            else:
-                seeds.append(url)
-        pending = deque(self.cfg.sitemaps)
-        done: set[str] = set()
-        while pending:
-            sitemap = pending.popleft()
-            if sitemap not in done:
-                done.add(sitemap)
-                seeds.extend(self._sitemap(sitemap, pending))
-        return seeds
-
-    def _sitemap(self, sitemap: str, pending: deque[str]) -> list[str]:
-        """The page URLs a sitemap lists; its child sitemaps go to ``pending``."""
-        res = (
-            self.fetcher.get(sitemap, {}, html_only=False)
-            if normalise_url(sitemap)
-            else Response("invalid_url")
-        )
-        if res.reason:
-            self.sitemaps[sitemap] = res.reason
-            logger.warning("sitemap %s not read: %s %s", sitemap, res.reason, res.error or "")
-            return []
+    async def _walk(self) -> None:
+        self.fetcher = Fetcher(_fetch_settings(self.cfg))
+        inflight: deque[tuple[tuple[str, int, int, str], asyncio.Future]] = deque()
         try:
-            pages, children = sitemap_locs(res.body)
-        except (ValueError, OSError) as err:  # lxml's XMLSyntaxError is a ValueError; gzip errors OSError
-            self.sitemaps[sitemap] = f"unreadable: {err}"
-            logger.warning("sitemap %s is not readable XML: %s", sitemap, err)
-            return []
-        self.sitemaps[sitemap] = f"{len(pages)} pages, {len(children)} sitemaps"
-        pending.extend(children)
-        urls = []
-        for loc in pages:
-            url = normalise_url(loc)
-            if url is None:
-                self._log(loc, 0, "invalid_url", error=f"in sitemap {sitemap}")
-            else:
-                urls.append(url)
-        return urls
+            finder = SeedFinder(self.fetcher, self.cfg)
+            seeds = await finder.seeds()
+            self.sitemaps, self.feeds = finder.sitemaps, finder.feeds
+            for raw, where in finder.invalid:
+                self._log(raw, 0, "invalid_url", error=f"not an absolute http(s) URL ({where})")
+            for url in seeds:
+                self._enqueue(url, 0)
+            window = WINDOW_PER_SLOT * self.cfg.concurrency
+            visits = 0
+            while True:
+                while (
+                    self.queue
+                    and len(inflight) < window
+                    and self.requests + len(inflight) < self.cfg.max_pages
+                ):
+                    item = self.queue.popleft()
+                    inflight.append((item, self._start(item)))
+                if not inflight:
+                    break
+                item, task = inflight.popleft()
+                self._commit(item, await task)
+                visits += 1
+                if visits % PROGRESS_EVERY == 0:
+                    self._report()
+        finally:
+            for _, task in inflight:
+                task.cancel()
+            await self.fetcher.close()
 
-    def _enqueue(self, url: str, depth: int) -> None:
+    def _start(self, item: tuple[str, int, int, str]) -> asyncio.Future:
+        url = item[0]
+        if url in self.done:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(("replay", self.done[url], 0.0, None))
+            return future
+        return asyncio.ensure_future(self._fetch(url, item[3]))
+
+    async def _fetch(self, url: str, kind: str) -> tuple:
+        if self.cfg.respect_robots and not await self.fetcher.robots_allow(url):
+            return ("robots", None, 0.0, None)
+        prev = None if self.cfg.revisit_unchanged or kind == "feed" else self.old_frontier.get(url)
+        started = time.monotonic()
+        types = XML_TYPES if kind == "feed" else None
+        res = await self.fetcher.get(url, _conditional_headers(prev), types)
+        return ("fetch", res, time.monotonic() - started, prev)
+
+    def _enqueue(self, url: str, depth: int, hops: int = 0, kind: str = "page") -> None:
         if url in self.seen:
             return
         if depth > self.cfg.max_depth:
             self.too_deep.add(url)
             return
         self.seen.add(url)
-        host, netloc = host_keys(url)
-        if host not in self.allowed and netloc not in self.allowed:
+        if not self._in_scope(url):
             self._log(url, depth, "offsite")
-            return
-        self.queue.append((url, depth))
+        elif hops > self.cfg.max_redirects:
+            self._log(url, depth, "too_many_redirects")
+        else:
+            self.queue.append((url, depth, hops, kind))
 
-    def _follow(self, links: list[str], depth: int) -> None:
+    def _in_scope(self, url: str) -> bool:
+        host, netloc = host_keys(url)
+        return host in self.allowed or netloc in self.allowed
+
+    def _follow(self, links: list[str], feeds: list[str], depth: int) -> None:
         for link in links:
             self._enqueue(link, depth + 1)
+        for feed in feeds:
+            self._enqueue(feed, depth + 1, kind="feed")
 
-    def _visit(self, url: str, depth: int) -> None:
-        if url in self.done:
-            self._replay(url, depth, self.done[url])
+    def _commit(self, item: tuple[str, int, int, str], outcome: tuple) -> None:
+        url, depth, hops, kind = item
+        what, res, seconds, prev = outcome
+        if what == "replay":
+            self._replay(url, depth, hops, res)
             return
-        if self.cfg.respect_robots and not self.fetcher.robots_allow(url):
+        if what == "robots":
             self._log(url, depth, "robots")
             return
-        prev = None if self.cfg.revisit_unchanged else self.old_frontier.get(url)
-        started = time.monotonic()
-        res = self.fetcher.get(url, _conditional_headers(prev), html_only=True)
-        seconds = time.monotonic() - started
         self.requests += 1
+        self.retried += res.retries
         self.meter.add()
         if res.reason == "redirect":
             self._log(url, depth, "redirect", res, seconds)
-            self._redirect(url, res.location, depth)
+            self._redirect(url, res.location, depth, hops)
         elif res.reason == "unchanged":  # 304: no body, so follow the links remembered from the last fetch
             self._log(url, depth, "unchanged", res, seconds, sha256=(prev or {}).get("sha256"))
-            self._follow((prev or {}).get("links", []), depth)
+            self._follow((prev or {}).get("links", []), [], depth)
         elif res.reason:
             self._log(url, depth, res.reason, res, seconds)
+        elif kind == "feed":
+            links = _normalised(feed_links_safe(res.body), url)
+            self._log(url, depth, "feed", res, seconds, extra={"links": links})
+            self._follow(links, [], depth)
         else:
-            self._fetched(url, depth, res, seconds, prev)
+            self._fetched(url, depth, hops, res, seconds, prev)
 
-    def _fetched(self, url: str, depth: int, res: Response, seconds: float, prev: dict | None) -> None:
+    def _fetched(
+        self, url: str, depth: int, hops: int, res: Response, seconds: float, prev: dict | None
+    ) -> None:
         sha = hashlib.sha256(res.body).hexdigest()
-        links = extract_links(res.body, url)
+        page = _directives(parse_page(res.body, url), res)
+        links, feeds = ([], []) if page.nofollow else (page.links, page.feeds)
         fetched_at = _now_iso()
         self._remember(url, res.etag, res.last_modified, sha, fetched_at, links)
-        if prev and prev.get("sha256") == sha:
-            self._log(url, depth, "unchanged", res, seconds, sha256=sha, fetched_at=fetched_at)
+        follow = {"links": links, "feeds": feeds}
+        canonical = page.canonical if page.canonical and page.canonical != url else None
+        if page.noindex:
+            self._log(url, depth, "noindex", res, seconds, sha256=sha, extra=follow)
+        elif canonical and self._in_scope(canonical):
+            self._log(
+                url,
+                depth,
+                "non_canonical",
+                res,
+                seconds,
+                sha256=sha,
+                extra={**follow, "canonical": canonical},
+            )
+            self._enqueue(canonical, depth, hops)
+        elif prev and prev.get("sha256") == sha:
+            self._log(url, depth, "unchanged", res, seconds, sha256=sha, fetched_at=fetched_at, extra=follow)
         else:
             self.warc.write(url, res, fetched_at)  # flushed before the log line: the log never runs ahead
             self.bytes += len(res.body)
-            self._log(url, depth, "fetched", res, seconds, sha256=sha, fetched_at=fetched_at)
-        self._follow(links, depth)
+            self._log(url, depth, "fetched", res, seconds, sha256=sha, fetched_at=fetched_at, extra=follow)
+        self._follow(links, feeds, depth)
 
-    def _redirect(self, url: str, location: str | None, depth: int) -> None:
+    def _redirect(self, url: str, location: str | None, depth: int, hops: int) -> None:
         target = normalise_url(location or "", url)
         if target:
-            self._enqueue(target, depth)  # a redirect is the same page under another name: same depth
+            self._enqueue(target, depth, hops + 1)  # the same page under another name: same depth
 
     def _remember(self, url: str, etag, last_modified, sha: str, fetched_at, links: list[str]) -> None:
         self.new_frontier[url] = {
@@ -254,30 +311,30 @@ class _Crawler:
             "links": links,
         }
 
-    def _replay(self, url: str, depth: int, row: dict) -> None:
+    def _replay(self, url: str, depth: int, hops: int, row: dict) -> None:
         """A URL an interrupted attempt already handled: its counts and links again, without a request."""
         reason = row["reason"]
         self.reasons[reason] += 1
         if reason != "robots":
             self.requests += 1
+        self.retried += row.get("retries") or 0
         prev = self.old_frontier.get(url) or {}
+        links, feeds = row.get("links", []), row.get("feeds", [])
         if reason == "redirect":
-            self._redirect(url, row.get("location"), depth)
-        elif reason == "fetched":
-            page = self.stored[url]
-            links = extract_links(page.body, url)
+            self._redirect(url, row.get("location"), depth, hops)
+        elif reason == "unchanged" and row.get("status") == 304:
+            self._follow(prev.get("links", []), [], depth)
+        elif reason in ("fetched", "unchanged", "noindex", "non_canonical"):
             self._remember(
-                url, row.get("etag"), row.get("last_modified"), row["sha256"], page.fetched_at, links
+                url, row.get("etag"), row.get("last_modified"), row["sha256"], row.get("fetched_at"), links
             )
-            self.bytes += len(page.body)
-            self._follow(links, depth)
-        elif reason == "unchanged":
-            if row.get("status") != 304:  # the body was read and hashed: it has a frontier entry
-                self._remember(
-                    url, row.get("etag"), row.get("last_modified"), row["sha256"], row.get("fetched_at"),
-                    prev.get("links", []),
-                )  # fmt: skip
-            self._follow(prev.get("links", []), depth)
+            if reason == "fetched":
+                self.bytes += len(self.stored[url].body)
+            if reason == "non_canonical":
+                self._enqueue(row["canonical"], depth, hops)
+            self._follow(links, feeds, depth)
+        elif reason == "feed":
+            self._follow(links, [], depth)
 
     # ---- records
 
@@ -291,6 +348,7 @@ class _Crawler:
         sha256: str | None = None,
         error: str | None = None,
         fetched_at: str | None = None,
+        extra: dict | None = None,
     ) -> None:
         self.reasons[reason] += 1
         if url in self.done:  # written by the interrupted attempt (an offsite link, a bad seed)
@@ -314,6 +372,9 @@ class _Crawler:
             row["error"] = error or res.error
         if res.location:
             row["location"] = res.location
+        if res.retries:
+            row["retries"] = res.retries
+        row.update(extra or {})
         self.log_fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.log_fh.flush()
         fault_point("crawl:page")
@@ -326,7 +387,7 @@ class _Crawler:
         )
 
     def _summary(self) -> dict:
-        dropped = {r: n for r, n in sorted(self.reasons.items()) if r not in ("fetched", "redirect")}
+        dropped = {r: n for r, n in sorted(self.reasons.items()) if r not in NOT_DOCS}
         fetched = self.reasons["fetched"]
         seconds = self.meter.elapsed
         pages_per_s = fetched / seconds if seconds > 0 else 0.0
@@ -338,6 +399,8 @@ class _Crawler:
             "urls": urls,
             "fetched": fetched,
             "redirected": self.reasons["redirect"],
+            "feeds_read": self.reasons["feed"],
+            "retries": self.retried,
             "dropped": dropped,
             "requests": self.requests,
             "resumed": len(self.done),
@@ -347,6 +410,7 @@ class _Crawler:
             "not_visited": not_visited,
             "warc_files": self.warc.names,
             "sitemaps": self.sitemaps,
+            "feeds": self.feeds,
             "log_line": (
                 f"crawl: {fetched} pages fetched of {urls} URLs ({self.bytes / 1e6:.2f} MB) in {seconds:.1f}s "
                 f"({pages_per_s:.1f} pages/s); dropped "
@@ -360,8 +424,48 @@ class _Crawler:
 def _allowed_hosts(cfg: CrawlConfig) -> set[str]:
     allowed = {h.lower() for h in cfg.allowed_hosts}
     if not allowed:
-        allowed = {host_keys(u)[0] for u in [*cfg.seed_urls, *cfg.sitemaps] if host_keys(u)[0]}
+        seeds = [*cfg.seed_urls, *cfg.sitemaps, *cfg.feeds]
+        allowed = {host_keys(u)[0] for u in seeds if host_keys(u)[0]}
     return allowed
+
+
+def _fetch_settings(cfg: CrawlConfig) -> FetchSettings:
+    return FetchSettings(
+        user_agent=cfg.full_user_agent(),
+        timeout_s=cfg.timeout_s,
+        max_bytes=cfg.max_bytes,
+        retries=cfg.retries,
+        delay_s=cfg.delay_s,
+        respect_robots=cfg.respect_robots,
+        concurrency=cfg.concurrency,
+        per_host_concurrency=cfg.per_host_concurrency,
+        max_retry_after_s=cfg.max_retry_after_s,
+        content_types=tuple(t.lower() for t in cfg.content_types),
+        allow_private_hosts=cfg.allow_private_hosts,
+        robots_agent=cfg.user_agent.split("/", 1)[0].strip() or "cptflow",
+    )
+
+
+def _directives(page: PageLinks, res: Response) -> PageLinks:
+    """``page`` with the ``X-Robots-Tag`` headers' noindex/nofollow added to its meta robots."""
+    for name, value in res.headers:
+        if name.lower() == "x-robots-tag":
+            found = robots_directives(value)
+            page.noindex |= "noindex" in found
+            page.nofollow |= "nofollow" in found
+    return page
+
+
+def feed_links_safe(body: bytes) -> list[str]:
+    try:
+        return feed_links(body)
+    except (ValueError, OSError) as err:  # lxml's XMLSyntaxError is a ValueError
+        logger.warning("feed is not readable XML: %s", err)
+        return []
+
+
+def _normalised(raws: list[str], base: str) -> list[str]:
+    return list(dict.fromkeys(u for u in (normalise_url(raw, base) for raw in raws) if u))
 
 
 def _conditional_headers(prev: dict | None) -> dict[str, str]:
@@ -426,8 +530,8 @@ def run_crawl(
     ``frontier`` (url -> {etag, last_modified, sha256, links}) is what earlier runs fetched (see
     ``load_frontier``); it is part of the stage key, so a different frontier means a new crawl.
     """
-    if not cfg.seed_urls and not cfg.sitemaps:
-        raise ValueError("crawl config has neither seed_urls nor sitemaps: nothing to crawl")
+    if not cfg.seed_urls and not cfg.sitemaps and not cfg.feeds:
+        raise ValueError("crawl config has no seed_urls, sitemaps or feeds: nothing to crawl")
 
     def work(partial: Path) -> dict:
         summary = _Crawler(cfg, partial, frontier, progress).run()

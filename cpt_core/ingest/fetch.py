@@ -1,32 +1,45 @@
-"""One polite HTTP fetch at a time: robots.txt, per-host pauses, retries, and a byte cap on bodies.
+"""Polite concurrent HTTP fetching on httpx: robots.txt, per-host pacing, retries, byte caps, SSRF guard.
 
-robots.txt is fetched once per host with the request timeout and honoured (``urllib.robotparser``, including
-``Crawl-delay``); 401/403 or a failing server means "stay away", other 4xx means "allowed", an unreachable
-host is allowed so that the page request records the real failure. Requests to one host are spaced by
-``delay_s`` (raised by Crawl-delay). Bodies are streamed with a byte cap, so a huge or endless response
-costs at most ``max_bytes``, and a body still trickling in after a few timeouts is cut off.
+One ``httpx.AsyncClient`` (HTTP/1.1, keep-alive, no environment proxies, redirects not followed: each hop is
+checked and logged by the crawler) serves the whole crawl. Limits:
 
-Connection errors, 5xx and 429 answers are retried with a short exponential backoff; read timeouts are not
-(a slow server would only cost the timeout again). Nothing raises for a bad URL or a bad server: every
-outcome is a ``Response`` with a drop ``reason`` (None when the body was read).
+- a global cap of ``concurrency`` requests in flight, and per host at most ``per_host_concurrency`` with
+  request starts spaced by ``delay_s``, raised to the host's robots ``Crawl-delay``;
+- every request (pages, robots.txt and its redirects, sitemaps, feeds) passes ``AddressGuard`` first;
+- bodies are streamed as sent (``aiter_raw``) and capped at ``max_bytes``; gzip/deflate bodies are inflated
+  with the same cap, so a gzip bomb costs at most ``max_bytes``; a body still arriving after
+  ``BODY_DEADLINE_FACTOR`` timeouts is cut off as a timeout;
+- only ``content_types`` are read; anything else is dropped on its headers alone.
+
+Retries: 429, 5xx, connection errors and connect timeouts are retried up to ``retries`` times with
+exponential backoff and full jitter (``backoff_s * 2**n``, capped), waiting at least what ``Retry-After``
+asks; a ``Retry-After`` longer than ``max_retry_after_s`` ends the retries. Read timeouts are not retried (a
+slow server would only cost the timeout again). Nothing raises for a bad URL or a bad server: every outcome is
+a ``Response`` with a drop ``reason`` (None when the body was read).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 import time
+import zlib
 from dataclasses import dataclass, field
-from urllib.robotparser import RobotFileParser
+from email.utils import parsedate_to_datetime
 
-import requests
-import urllib3.exceptions
+import httpx
 
+from cpt_core.ingest.robots import RobotsCache
+from cpt_core.ingest.safety import AddressGuard
 from cpt_core.ingest.urls import host_keys
 from cpt_core.io import HTML_TYPES
 
-BACKOFF_S = 0.5  # first retry pause; doubles per attempt, capped at BACKOFF_MAX_S
-BACKOFF_MAX_S = 5.0
-BODY_DEADLINE_FACTOR = 3  # a body still trickling in after 3x the timeout is cut off as a timeout
-CHUNK = 64 * 1024
+BACKOFF_S = 0.5  # first retry pause before jitter; doubles per attempt, capped at BACKOFF_MAX_S
+BACKOFF_MAX_S = 30.0
+BODY_DEADLINE_FACTOR = 3
+XML_TYPES = ("application/xml", "text/xml", "application/rss+xml", "application/atom+xml",
+             "application/x-gzip", "application/gzip", "application/octet-stream", "text/plain")  # fmt: skip
 
 
 @dataclass
@@ -38,24 +51,21 @@ class Response:
     error: str | None = None
     status_line: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    request_line: str = ""
+    request_headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = ""
     mime: str = ""
-    body: bytes = b""
+    body: bytes = b""  # decoded (Content-Encoding undone)
+    raw: bytes = b""  # as sent, before Content-Encoding is undone (transfer chunking removed)
     size: int | None = None
     location: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    retries: int = 0
 
-
-class _BodyTimeout(Exception):
-    pass
-
-
-def _is_read_timeout(err: requests.exceptions.ConnectionError) -> bool:
-    # requests re-raises a read timeout that happens while streaming the body as a ConnectionError
-    return any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in err.args
-    ) or "timed out" in str(err)
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
 
 
 @dataclass
@@ -68,58 +78,110 @@ class FetchSettings:
     retries: int
     delay_s: float = 0.0
     respect_robots: bool = True
+    concurrency: int = 16
+    per_host_concurrency: int = 2
+    max_retry_after_s: float = 60.0
+    content_types: tuple[str, ...] = tuple(HTML_TYPES)
+    allow_private_hosts: list[str] = field(default_factory=list)
+    robots_agent: str = "cptflow"
+
+
+class _HostSlot:
+    def __init__(self, concurrency: int) -> None:
+        self.sem = asyncio.Semaphore(concurrency)
+        self.next_start = 0.0
 
 
 class Fetcher:
-    """A requests session plus the per-host state politeness needs (robots rules, last request time)."""
+    """The client plus the state politeness needs: robots rules, per-host slots and the address guard."""
 
     def __init__(self, settings: FetchSettings) -> None:
         self.s = settings
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = settings.user_agent
-        self.robots: dict[str, RobotFileParser] = {}
-        self.last_request: dict[str, float] = {}
+        self.client = httpx.AsyncClient(
+            http2=False,
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(settings.timeout_s),
+            limits=httpx.Limits(
+                max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+            ),
+            headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
+        )
+        self.guard = AddressGuard(settings.allow_private_hosts)
+        self.robots = RobotsCache(self.get, settings.robots_agent)
+        self.global_sem = asyncio.Semaphore(settings.concurrency)
+        self.hosts: dict[str, _HostSlot] = {}
 
-    def close(self) -> None:
-        self.session.close()
+    async def close(self) -> None:
+        await self.client.aclose()
 
-    def get(self, url: str, headers: dict[str, str], html_only: bool) -> Response:
-        """GET with retries of connection errors, 5xx and 429; never raises for a bad URL or server."""
-        last = Response("unreachable")
+    async def robots_allow(self, url: str) -> bool:
+        return (await self.robots.rules(url)).allowed(url)
+
+    async def get(self, url: str, headers: dict[str, str], types: tuple[str, ...] | None = None) -> Response:
+        """GET with the guard, politeness and retries; ``types``: content types read (default the config's)."""
+        types = self.s.content_types if types is None else types
+        res = Response("unreachable")
         for attempt in range(self.s.retries + 1):
-            if attempt:
-                time.sleep(min(BACKOFF_S * 2 ** (attempt - 1), BACKOFF_MAX_S))
-            self._wait_politely(url)
-            res, final = self._attempt(url, headers, html_only)
-            if final:
-                return res
-            last = res
-        return last
+            refusal = await self.guard.refusal(url)
+            if refusal:
+                return Response("private_address", error=refusal, retries=attempt)
+            async with self._slot(url):
+                res, retry_after, final = await self._attempt(url, headers, types)
+            res.retries = attempt
+            if final or attempt == self.s.retries:
+                break
+            if retry_after is not None and retry_after > self.s.max_retry_after_s:
+                res.error = f"Retry-After {retry_after:.0f}s exceeds max_retry_after_s"
+                break
+            backoff = min(BACKOFF_S * 2**attempt, BACKOFF_MAX_S) * random.uniform(0.5, 1.0)
+            await asyncio.sleep(max(backoff, retry_after or 0.0))
+        return res
 
-    def _attempt(self, url: str, headers: dict[str, str], html_only: bool) -> tuple[Response, bool]:
-        """One request: ``(response, final)``; not final means worth retrying."""
+    @contextlib.asynccontextmanager
+    async def _slot(self, url: str):
+        """Hold a request slot of ``url``'s host, started no sooner than the host's delay allows."""
+        netloc = host_keys(url)[1]
+        slot = self.hosts.setdefault(netloc, _HostSlot(self.s.per_host_concurrency))
+        async with slot.sem:
+            delay = max(self.s.delay_s, self._crawl_delay(url))
+            now = time.monotonic()
+            start = max(now, slot.next_start)
+            slot.next_start = start + delay
+            if start > now:
+                await asyncio.sleep(start - now)
+            async with self.global_sem:
+                yield
+
+    def _crawl_delay(self, url: str) -> float:
+        if not self.s.respect_robots:
+            return 0.0
+        rules = self.robots.known(url)
+        return rules.crawl_delay if rules is not None else 0.0
+
+    async def _attempt(
+        self, url: str, headers: dict[str, str], types: tuple[str, ...]
+    ) -> tuple[Response, float | None, bool]:
+        """One request: ``(response, Retry-After seconds, final)``; not final means worth retrying."""
+        deadline = BODY_DEADLINE_FACTOR * self.s.timeout_s
         try:
-            with self.session.get(
-                url, headers=headers, timeout=self.s.timeout_s, stream=True, allow_redirects=False
-            ) as resp:
-                res = self._read(resp, html_only)
-        except (requests.exceptions.ReadTimeout, _BodyTimeout) as err:
-            return Response("timeout", error=str(err)), True
-        except requests.exceptions.ConnectTimeout as err:
-            return Response("timeout", error=str(err)), False
-        except requests.exceptions.ConnectionError as err:
-            if _is_read_timeout(err):
-                return Response("timeout", error=str(err)), True
-            return Response("unreachable", error=str(err)), False
-        except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as err:
-            return Response("invalid_url", error=str(err)), True
-        except (requests.exceptions.RequestException, OSError, ValueError) as err:
-            return Response("unreachable", error=f"{type(err).__name__}: {err}"), True
+            async with asyncio.timeout(deadline), self.client.stream("GET", url, headers=headers) as resp:
+                res = _head(resp)
+                await self._read(resp, res, types)
+        except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as err:
+            return Response("timeout", error=str(err) or type(err).__name__), None, True
+        except httpx.ConnectTimeout as err:
+            return Response("timeout", error=str(err) or "connect timeout"), None, False
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as err:
+            return Response("invalid_url", error=str(err)), None, True
+        except httpx.ConnectError as err:
+            return Response("unreachable", error=str(err)), None, False
+        except (httpx.HTTPError, OSError, ValueError) as err:
+            return Response("unreachable", error=f"{type(err).__name__}: {err}"), None, True
         transient = res.status is not None and (res.status >= 500 or res.status == 429)
-        return res, not transient
+        return res, _retry_after(res.header("Retry-After")) if transient else None, not transient
 
-    def _read(self, resp: requests.Response, html_only: bool) -> Response:
-        res = _head(resp)
+    async def _read(self, resp: httpx.Response, res: Response, types: tuple[str, ...]) -> None:
         status = resp.status_code
         if status == 304:
             res.reason = "unchanged"
@@ -127,69 +189,70 @@ class Fetcher:
             res.reason, res.location = "redirect", resp.headers.get("Location")
         elif not 200 <= status < 300:
             res.reason = f"http_{status}"
-        elif html_only and res.mime not in HTML_TYPES:
+        elif types and res.mime not in types:
             res.reason = "non_html"  # not downloaded: the headers say all we keep
         elif res.size is not None and res.size > self.s.max_bytes:
             res.reason = "too_large"
         else:
-            self._read_body(resp, res)
-        return res
+            await self._read_body(resp, res)
 
-    def _read_body(self, resp: requests.Response, res: Response) -> None:
-        body = bytearray()
-        deadline = time.monotonic() + BODY_DEADLINE_FACTOR * self.s.timeout_s
-        for chunk in resp.iter_content(CHUNK):
-            body += chunk
-            if len(body) > self.s.max_bytes:
-                res.reason, res.size = "too_large", len(body)
+    async def _read_body(self, resp: httpx.Response, res: Response) -> None:
+        raw = bytearray()
+        async for chunk in resp.aiter_raw():
+            raw += chunk
+            if len(raw) > self.s.max_bytes:
+                res.reason, res.size = "too_large", len(raw)
                 return
-            if time.monotonic() > deadline:
-                raise _BodyTimeout(f"body still arriving after {BODY_DEADLINE_FACTOR}x timeout_s")
-        res.body, res.size = bytes(body), len(body)
+        res.raw = bytes(raw)
+        body = _decode(res.raw, res.header("Content-Encoding") or "", self.s.max_bytes)
+        if body is None:
+            res.reason, res.size = "too_large", len(raw)
+            return
+        res.body, res.size = body, len(body)
         if not res.body.strip():
             res.reason = "empty"
 
-    def _wait_politely(self, url: str) -> None:
-        netloc = host_keys(url)[1]
-        delay = self.s.delay_s
-        robots = self.robots.get(netloc)
-        if robots is not None and self.s.respect_robots:
-            delay = max(delay, float(robots.crawl_delay(self.s.user_agent) or 0))
-        wait = self.last_request.get(netloc, -1e9) + delay - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        self.last_request[netloc] = time.monotonic()
 
-    def robots_allow(self, url: str) -> bool:
-        """Whether robots.txt of ``url``'s host lets our user agent fetch it (fetched once per host)."""
-        netloc = host_keys(url)[1]
-        parser = self.robots.get(netloc)
-        if parser is None:
-            parser = self._load_robots(f"{url.split('://', 1)[0]}://{netloc}/robots.txt")
-            self.robots[netloc] = parser
-        return parser.can_fetch(self.s.user_agent, url)
-
-    def _load_robots(self, robots_url: str) -> RobotFileParser:
-        parser = RobotFileParser(robots_url)
+def _decode(raw: bytes, encoding: str, limit: int) -> bytes | None:
+    """``raw`` with its Content-Encoding undone, or None when it inflates past ``limit``."""
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
         try:
-            resp = self.session.get(robots_url, timeout=self.s.timeout_s)
-        except requests.exceptions.RequestException:
-            parser.allow_all = True  # unreachable host: allow, so that the page request records the failure
-            return parser
-        if resp.status_code in (401, 403) or resp.status_code >= 500:
-            parser.disallow_all = True  # as robotparser does for 401/403; a failing server: stay away
-        elif resp.status_code >= 400:
-            parser.allow_all = True
-        else:
-            parser.parse(resp.text.splitlines())
-        return parser
+            inflater = zlib.decompressobj(wbits)
+            body = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            if encoding != "deflate":
+                raise ValueError("body is not valid gzip") from None
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
+            body = inflater.decompress(raw, limit + 1)
+        return None if len(body) > limit else body
+    return raw
 
 
-def _head(resp: requests.Response) -> Response:
+def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta seconds or an HTTP date), None when absent/unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _head(resp: httpx.Response) -> Response:
     """What the status line and headers say, before any body is read."""
     res = Response(status=resp.status_code)
-    res.status_line = f"{resp.status_code} {resp.reason or ''}".strip()
-    res.headers = list(resp.headers.items())
+    res.status_line = f"{resp.status_code} {resp.reason_phrase or ''}".strip()
+    res.headers = [(k, v) for k, v in resp.headers.multi_items()]
+    req = resp.request
+    target = req.url.raw_path.decode("ascii", "replace")
+    res.request_line = f"GET {target} HTTP/1.1"
+    res.request_headers = [(k, v) for k, v in req.headers.multi_items()]
     res.content_type = resp.headers.get("Content-Type", "")
     res.mime = res.content_type.split(";", 1)[0].strip().lower()
     res.etag = resp.headers.get("ETag")

@@ -1,16 +1,26 @@
-"""URLs for the crawler: normalisation, links of an HTML page, and the ``<loc>``s of a sitemap.
+"""URLs for the crawler: normalisation, what an HTML page points to, sitemaps and RSS/Atom feeds.
 
 A URL is normalised once, when it is found (fragment dropped, scheme and host lower-cased, default port
-removed), so that the same page reached by two spellings is handled once.
+removed, tracking parameters such as ``utm_source`` or ``fbclid`` stripped and the query sorted, through
+courlan), so that the same page reached by two spellings is handled once.
+
+``parse_page`` reads an HTML page once (lxml) for everything the crawler acts on: its ``<a href>`` links, its
+``<link rel="canonical">``, the feeds it announces (``<link rel="alternate" type="application/rss+xml">``)
+and its meta robots directives. XML (sitemaps, feeds) is parsed without entities or network access.
 """
 
 from __future__ import annotations
 
-import gzip
+import zlib
+from dataclasses import dataclass, field
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import lxml.etree
 import lxml.html
+from courlan.clean import clean_query
+
+XML_MAX_BYTES = 50_000_000  # the sitemap protocol's limit for an uncompressed sitemap
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
 
 
 def normalise_url(url: str, base: str | None = None) -> str | None:
@@ -29,32 +39,116 @@ def normalise_url(url: str, base: str | None = None) -> str | None:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != {"http": 80, "https": 443}[scheme]:
         netloc += f":{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    query = clean_query(parts.query, strict=False) if parts.query else ""
+    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+
+
+@dataclass
+class PageLinks:
+    """What an HTML page points to and what its meta robots directives allow."""
+
+    links: list[str] = field(default_factory=list)
+    canonical: str | None = None
+    feeds: list[str] = field(default_factory=list)
+    noindex: bool = False
+    nofollow: bool = False
+
+
+def parse_page(body: bytes, url: str) -> PageLinks:
+    """Normalised ``<a href>`` links (document order, no repeats), canonical URL, feeds and meta robots."""
+    try:
+        doc = lxml.html.fromstring(body)
+    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
+        return PageLinks()
+    base = url
+    for href in doc.xpath("//base/@href")[:1]:
+        base = urljoin(url, href.strip())
+    page = PageLinks(links=_unique(doc.xpath("//a/@href"), base))
+    canonical = doc.xpath("//link[contains(concat(' ', normalize-space(@rel), ' '), ' canonical ')]/@href")
+    page.canonical = normalise_url(str(canonical[0]), base) if canonical else None
+    feeds = [
+        el.get("href", "")
+        for el in doc.xpath("//link[@rel='alternate'][@href]")
+        if (el.get("type") or "").strip().lower() in FEED_TYPES
+    ]
+    page.feeds = _unique(feeds, base)
+    for content in doc.xpath("//meta[translate(@name,'ROBTS','robts')='robots']/@content"):
+        directives = robots_directives(str(content))
+        page.noindex |= "noindex" in directives
+        page.nofollow |= "nofollow" in directives
+    return page
+
+
+def robots_directives(value: str, agent: str = "cptflow") -> set[str]:
+    """Directives of a meta robots or ``X-Robots-Tag`` value meant for every crawler or for ``agent``.
+
+    ``none`` means ``noindex, nofollow``; a ``otherbot: noindex`` prefix limits a directive to that crawler.
+    """
+    found: set[str] = set()
+    for part in value.lower().split(","):
+        part = part.strip()
+        if ":" in part:
+            who, part = (x.strip() for x in part.split(":", 1))
+            if who != agent.lower():
+                continue
+        found |= {"noindex", "nofollow"} if part == "none" else {part}
+    return found
 
 
 def extract_links(body: bytes, url: str) -> list[str]:
     """Normalised ``<a href>`` targets of an HTML page, in document order, without repeats."""
-    try:
-        doc = lxml.html.fromstring(body)
-    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
-        return []
-    base = url
-    for href in doc.xpath("//base/@href")[:1]:
-        base = urljoin(url, href.strip())
+    return parse_page(body, url).links
+
+
+def _unique(hrefs, base: str) -> list[str]:
     links: dict[str, None] = {}
-    for href in doc.xpath("//a/@href"):
+    for href in hrefs:
         link = normalise_url(str(href), base)
         if link:
             links.setdefault(link)
     return list(links)
 
 
+def _xml_root(body: bytes):
+    if body[:2] == b"\x1f\x8b":  # a .gz sitemap; capped, so a gzip bomb costs at most XML_MAX_BYTES
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        body = inflater.decompress(body, XML_MAX_BYTES)
+        if inflater.unconsumed_tail:
+            raise ValueError(f"gzip member inflates past {XML_MAX_BYTES} bytes")
+    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True, recover=True, huge_tree=False)
+    return lxml.etree.fromstring(body, parser=parser)
+
+
+def feed_links(body: bytes) -> list[str]:
+    """Entry links of an RSS 2.0, RSS 1.0 (RDF) or Atom feed, in feed order (raw, not yet normalised)."""
+    root = _xml_root(body)
+    if root is None:
+        return []
+    links: list[str] = []
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        name = _local(el.tag)
+        if name in ("item", "entry"):
+            links.extend(_entry_link(el))
+    return links
+
+
+def _entry_link(entry) -> list[str]:
+    for child in entry:
+        if not isinstance(child.tag, str) or _local(child.tag) != "link":
+            continue
+        href = child.get("href")
+        if href and child.get("rel", "alternate") == "alternate":
+            return [href.strip()]  # Atom
+        if not href and child.text and child.text.strip():
+            return [child.text.strip()]  # RSS
+    return []
+
+
 def sitemap_locs(body: bytes) -> tuple[list[str], list[str]]:
     """``(page URLs, child sitemap URLs)`` listed in a sitemap or sitemap index (gzip allowed)."""
-    if body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    parser = lxml.etree.XMLParser(resolve_entities=False, no_network=True, recover=True)
-    root = lxml.etree.fromstring(body, parser=parser)
+    root = _xml_root(body)
     if root is None:
         return [], []
     locs = [

@@ -4,10 +4,14 @@ Each record is its own gzip member and is flushed to disk before the crawler log
 fetch log is the commit point: a record whose URL the log does not list as fetched was written by a crawl
 killed between the two writes. ``WarcFiles.resume`` reads what an interrupted crawl left, keeps every
 committed record, cuts each file after its last committed record (dropping half-written or uncommitted
-ones), and appends from there. Records are ``response`` records tagged with ``WARC-Identified-Payload-Type``
-(datatrove's ``WarcReader`` keeps only HTML payload types); the stored payload is the *decoded* body, so
-``Content-Encoding``/``Transfer-Encoding`` are removed from the stored HTTP headers and ``Content-Length`` is
-rewritten to match.
+ones), and appends from there.
+
+Each page is a ``request`` record (the request line and headers as sent) and a ``response`` record bound to
+it by ``WARC-Concurrent-To``. The response holds the original status line, the original headers and the
+payload bytes as the server sent them, still gzip- or deflate-encoded if they were; readers undo the
+``Content-Encoding`` (warcio's ``content_stream()``, and so datatrove's ``WarcReader``). Only the transfer
+framing is gone (the client removes chunking), so ``Transfer-Encoding`` is dropped from the stored headers.
+Responses are tagged with ``WARC-Identified-Payload-Type`` (datatrove keeps only HTML payload types).
 """
 
 from __future__ import annotations
@@ -98,20 +102,36 @@ class WarcFiles:
         self.fh.flush()
 
     def write(self, url: str, res: Response, fetched_at: str) -> None:
-        """Append one response record and flush it, so that a log line written after it is never ahead."""
-        # the payload is the decoded body: drop the encodings that no longer apply and fix the length
-        skip = {"content-encoding", "transfer-encoding", "content-length"}
-        headers = [(k, v) for k, v in res.headers if k.lower() not in skip]
-        headers.append(("Content-Length", str(len(res.body))))
-        record = self.writer.create_warc_record(
+        """Append a request and a response record and flush them, so that a later log line is never ahead."""
+        payload = res.raw if res.raw else res.body
+        headers = [(k, v) for k, v in res.headers if k.lower() != "transfer-encoding"]
+        if not any(k.lower() == "content-length" for k, _ in headers):
+            headers.append(("Content-Length", str(len(payload))))
+        response = self.writer.create_warc_record(
             url,
             "response",
-            payload=io.BytesIO(res.body),
-            length=len(res.body),
+            payload=io.BytesIO(payload),
+            length=len(payload),
             http_headers=StatusAndHeaders(res.status_line, headers, protocol="HTTP/1.1"),
             warc_headers_dict={"WARC-Identified-Payload-Type": res.mime, "WARC-Date": fetched_at},
         )
-        self.writer.write_record(record)
+        if res.request_line:
+            method, target, protocol = res.request_line.split(" ", 2)
+            request = self.writer.create_warc_record(
+                url,
+                "request",
+                payload=io.BytesIO(b""),
+                length=0,
+                http_headers=StatusAndHeaders(
+                    f"{method} {target}", res.request_headers, protocol=protocol, is_http_request=True
+                ),
+                warc_headers_dict={
+                    "WARC-Date": fetched_at,
+                    "WARC-Concurrent-To": response.rec_headers.get_header("WARC-Record-ID"),
+                },
+            )
+            self.writer.write_record(request)
+        self.writer.write_record(response)
         self.fh.flush()
         if self.fh.tell() >= self.rotate_bytes:
             self.fh.close()
@@ -137,7 +157,7 @@ def _committed_prefix(path: Path, committed: set[str], pages: dict[str, StoredPa
             for record in records:
                 url = record.rec_headers.get_header("WARC-Target-URI")
                 is_page = record.rec_type == "response"
-                if is_page and url not in committed:
+                if record.rec_type in ("request", "response") and url not in committed:
                     whole = False
                     break
                 body = record.content_stream().read()
