@@ -24,7 +24,10 @@ def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
     kg_path = layout.sources / "knowledge_graph.jsonl"
     site.write_knowledge_graph(kg_path)
     with serve(site, "127.0.0.1", config.demo_site.port, config.demo_site.slow_delay_s) as base_url:
-        crawl = config.ingest.crawl.model_copy(update={"seed_urls": [base_url]})
+        # The demo server is ours, on loopback: allowed past the private-address guard, no politeness delay.
+        crawl = config.ingest.crawl.model_copy(
+            update={"seed_urls": [base_url], "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}
+        )
         ingest = config.ingest.model_copy(update={"crawl": crawl})
         yield config.model_copy(update={"ingest": ingest, "knowledge_graph": str(kg_path)})
 

@@ -50,7 +50,9 @@ def weeks(tmp_path_factory, tiny_model, prefect_harness):
     def week(run_id: str, **sections):
         with serve(site, "127.0.0.1", port, slow_delay_s=6.0) as base_url:
             cfg = small_config(root, tiny_model, run_id=run_id, demo_site={"enabled": False}, **sections)
-            crawl = cfg.ingest.crawl.model_copy(update={"seed_urls": [base_url]})
+            crawl = cfg.ingest.crawl.model_copy(
+                update={"seed_urls": [base_url], "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}
+            )
             cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"crawl": crawl}),
                                          "knowledge_graph": str(kg)})
             try:
