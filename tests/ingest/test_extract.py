@@ -102,7 +102,7 @@ def test_text_charset_date_and_ids(extracted):
         assert docs[url]["metadata"]["charset"] in ("cp949", "euc_kr"), url
     assert FR in docs["https://fr.example/latin1"]["text"]  # a right declaration is kept
     assert docs["https://fr.example/latin1"]["metadata"]["charset"] == "cp1252"
-    assert docs["https://en.example/dated"]["metadata"]["date"] == "2023-11-20"
+    assert docs["https://en.example/dated"]["metadata"]["published_at"] == "2023-11-20"
     assert "https://en.example/no-payload-type" in docs
     for url, doc in docs.items():
         assert doc["id"] == url_id(url)
