@@ -203,7 +203,7 @@ class DocumentFolderReader(BaseDiskReader):
 
 def _mtime(info: dict) -> str | None:
     """An fsspec ``info()``'s modification time as ISO 8601 (file systems name and type it differently)."""
-    for key in ("mtime", "LastModified", "last_modified", "updated", "modified"):
+    for key in ("mtime", "LastModified", "Last-Modified", "last_modified", "updated", "modified"):
         value = info.get(key)
         if isinstance(value, int | float):
             return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")

@@ -196,6 +196,6 @@ def listing_hash(readers: list[BaseReader]) -> str:
         folder = reader.data_folder
         for path in folder.list_files(recursive=reader.recursive, glob_pattern=reader.glob_pattern):
             info = folder.info(path)
-            stamp = next((str(info[k]) for k in ("mtime", "LastModified", "ETag", "etag") if info.get(k)), "")
+            stamp = next((str(info[k]) for k in ("mtime", "LastModified", "Last-Modified", "ETag", "etag") if info.get(k)), "")
             rows.append(f"{folder.resolve_paths(path)}\t{info.get('size')}\t{stamp}")
     return hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()[:16]

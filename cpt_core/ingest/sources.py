@@ -102,7 +102,8 @@ class DocumentsSource(_StorageSource):
     @field_validator("path")
     @classmethod
     def _check_path(cls, path: str) -> str:
-        return _no_userinfo(path)
+        # fsspec's http listing yields paths without the trailing slash that a folder URL often has
+        return _no_userinfo(path.rstrip("/") if "://" in path else path)
 
     def locations(self) -> list[str]:
         return [self.path]
