@@ -1,33 +1,21 @@
-"""Main-text extraction from WARC files with trafilatura, as a datatrove pipeline.
+"""Main-text extraction from every source of a run, as one datatrove pipeline.
 
-Pipeline (one datatrove task per WARC file shard)::
+Pipeline (one datatrove task per shard of each input's files)::
 
-    CharsetAwareWarcReader -> MainTextExtractor (trafilatura) -> ExtractedTextFilter -> JsonlWriter(documents/)
-                                                                   `-> exclusion JsonlWriter(dropped/)
+    SourcesReader -> MainTextExtractor (trafilatura) -> ExtractedTextFilter -> JsonlWriter(documents/)
+      |- CharsetAwareWarcReader(the crawl's warc/)                 `-> exclusion JsonlWriter(dropped/)
+      |- CharsetAwareWarcReader(each `warc` source)
+      `- DocumentFolderReader(each `documents` source)
 
-Charset. datatrove's ``WarcReader`` decodes every payload as UTF-8 and, when that fails, guesses with
-cchardet; it never looks at what the page declares and silently skips a record it cannot decode. We keep its
-reader (file sharding, stats, adapters) and replace only the record decoding, in the order browsers use:
-
-1. a byte-order mark;
-2. valid UTF-8: non-ASCII bytes that form valid UTF-8 are practically never another encoding (EUC-KR,
-   Shift_JIS or GBK byte pairs are invalid UTF-8, Latin-1 text almost always is), so such a page is read as
-   UTF-8 whatever it declares; this is the common "server says ISO-8859-1 by default" mislabelling;
-3. otherwise the charset of the HTTP ``Content-Type``, then the one in a ``<meta>`` tag (prescan of the
-   first 4 KB), each accepted only if the bytes decode strictly *and* the text is not mojibake:
-   charset_normalizer's ``mess_ratio`` is near 0 for real text and far above 0.2 when, say, EUC-KR bytes
-   are read as windows-1252;
-4. detection with charset_normalizer;
-5. UTF-8 with replacement characters, recorded as ``utf_8/replace``, so no page is lost without a trace.
-
-Labels are mapped as the WHATWG encoding standard does (``iso-8859-1``/``ascii`` mean windows-1252,
-``euc-kr`` means windows-949, ``gb2312`` means GB18030): real pages labelled so use the superset's bytes.
-The codec used is kept in ``metadata["charset"]``.
+Readers (``cpt_core.ingest.readers``, ``cpt_core.ingest.documents``) decode pages with the charset detection
+of ``cpt_core.ingest.charset`` and give every document ``source``, ``url`` or ``path``, ``fetched_at``,
+``charset`` and ``content_hash``; this stage adds ``title`` and ``published_at``. Only HTML goes through
+trafilatura; a PDF, DOCX, Markdown or transcript is text already and passes as it is.
 
 Extraction runs in datatrove's ``ExtractorSandbox`` (a forked worker with a per-document timeout), using
-trafilatura's ``bare_extraction`` so the publication date that htmldate finds comes out with the text.
-Errors and timeouts do not crash the stage: the document goes on with empty text and
-``metadata["extract_error"]`` and the filter drops it with reason ``extract_error`` into ``dropped/``;
+trafilatura's ``bare_extraction`` so the publication date that htmldate finds comes out with the text, as
+``metadata["published_at"]``; tables are kept by default (``include_tables``). Errors and timeouts do not
+crash the stage: the document goes on with empty text and ``metadata["extract_error"]`` and the filter drops it with reason ``extract_error`` into ``dropped/``;
 texts shorter than ``min_chars`` are dropped as ``empty``. Trafilatura's cross-document paragraph
 deduplication is off: it depends on which documents a worker saw before, so output would change with the
 number of tasks; dedup is the curation stage's job.
