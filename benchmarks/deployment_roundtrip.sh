@@ -65,12 +65,12 @@ import sys
 import trafilatura
 from cpt_core.train.base_model import build_tiny_llama
 from cpt_core.demo.site import DemoSiteConfig, build_site
-site = build_site(DemoSiteConfig(enabled=True, n_facts=16))
+site = build_site(DemoSiteConfig(n_facts=16))
 corpus = [t for p in site.pages.values() if p.content_type.startswith("text/html")
           for t in [trafilatura.extract(p.body.decode("utf-8", "replace"))] if t]
 build_tiny_llama(sys.argv[1], corpus, vocab_size=600, seq_len=128)
 PY
-  OVERRIDES=$(printf '["root=%s","demo_site.port=%s","demo_site.n_facts=16","base_model.source=%s",'`
+  OVERRIDES=$(printf '["root=%s","ingest.sources.0.site.port=%s","ingest.sources.0.site.n_facts=16","base_model.source=%s",'`
     `'"train.max_steps=4","train.precision=fp32","tokenize.seq_len=64","tokenize.replay.max_chars=6000",'`
     `'"evaluate.bpb_seq_len=64","evaluate.general_heldout.max_chars=4000","evaluate.domain_max_chars=4000"]' \
     "$WORK/data" "$(free_port)" "$WORK/tiny")

@@ -14,23 +14,44 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cpt_core.curate.pipeline import CurateConfig
 from cpt_core.data.tokenize import TokenizeConfig
-from cpt_core.demo.site import DemoSiteConfig
 from cpt_core.evaluate.gate import PromoteConfig
 from cpt_core.evaluate.stage import EvalConfig
 from cpt_core.ingest.crawl import CrawlConfig
 from cpt_core.ingest.extract import ExtractConfig
+from cpt_core.ingest.sources import DemoSource, Source, WebSource, merge_crawls
 from cpt_core.train.base_model import BaseModelConfig
 from cpt_core.train.config import TrainConfig
 
 
 class IngestConfig(BaseModel):
+    """The run's sources (web, demo, documents, warc: several may combine) and how text is extracted."""
+
     model_config = ConfigDict(extra="forbid")
-    crawl: CrawlConfig = Field(default_factory=CrawlConfig)
+    sources: list[Source] = Field(default_factory=list, description="where documents come from")
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> IngestConfig:
+        names = [s.name for s in self.sources]
+        if duplicates := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"source names must differ (set `name`): {', '.join(duplicates)} repeated")
+        if sum(isinstance(s, DemoSource) for s in self.sources) > 1:
+            raise ValueError("at most one demo source")
+        self.crawl  # noqa: B018 (web sources that cannot share one crawler fail here, at load time)
+        return self
+
+    @property
+    def crawl(self) -> CrawlConfig | None:
+        """The one crawl of the web and demo sources (None when the run crawls nothing)."""
+        return merge_crawls([s.crawl for s in self.sources if isinstance(s, WebSource | DemoSource)])
+
+    @property
+    def demo(self) -> DemoSource | None:
+        return next((s for s in self.sources if isinstance(s, DemoSource)), None)
 
 
 class RunConfig(BaseModel):
@@ -43,7 +64,6 @@ class RunConfig(BaseModel):
     knowledge_graph: str | None = Field(
         None, description="JSONL of dated facts, for synthetic QA lines and the fact probe"
     )
-    demo_site: DemoSiteConfig = Field(default_factory=DemoSiteConfig)
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
@@ -81,20 +101,36 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like field.path=value")
     key, raw = text.split("=", 1)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*", key):
         raise ConfigError(f"override {text!r}: {key!r} is not a dotted field path")
     return key.split("."), yaml.safe_load(raw) if raw != "" else None
 
 
+def _step(node: Any, part: str, text: str, last: bool) -> Any:
+    """The child ``part`` of ``node`` (a list index for lists, made as a section for mappings)."""
+    if isinstance(node, list):
+        if not part.isdigit() or int(part) >= len(node):
+            raise ConfigError(f"override {text!r}: {part!r} is not an index of a {len(node)}-item list")
+        return node[int(part)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {text!r}: {part!r} is not inside a section")
+    return node.get(part) if last else node.setdefault(part, {})
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``field.path=value`` overrides; numeric parts index lists (``ingest.sources.0.site.port=0``)."""
     for text in overrides:
         path, value = _parse_override(text)
-        node = data
+        node: Any = data
         for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {part!r} is not a section")
-        node[path[-1]] = value
+            node = _step(node, part, text, last=False)
+        if isinstance(node, list):
+            _step(node, path[-1], text, last=True)  # checks the index
+            node[int(path[-1])] = value
+        elif isinstance(node, dict):
+            node[path[-1]] = value
+        else:
+            raise ConfigError(f"override {text!r}: {path[-2]!r} is not a section")
     return data
 
 

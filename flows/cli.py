@@ -153,17 +153,26 @@ def stage(
 
 
 def _with_crawl_overrides(cfg: RunConfig, seeds: list[str] | None, allow_hosts: list[str] | None) -> RunConfig:
-    """``--seed`` replaces the crawl's seeds, sitemaps and feeds; ``--allow-host`` extends its allowlist."""
-    crawl = cfg.ingest.crawl
-    update: dict = {}
-    if seeds:
-        update |= {"seed_urls": list(seeds), "sitemaps": [], "feeds": []}
-    if allow_hosts:
-        update["allow_private_hosts"] = [*crawl.allow_private_hosts, *allow_hosts]
-    if not update:
+    """``--seed`` replaces the crawled sources by one web source with these seeds (no sitemaps or feeds);
+    ``--allow-host`` extends the private-address allowlist of every crawled source."""
+    from cpt_core.ingest.crawl import CrawlConfig
+    from cpt_core.ingest.sources import DemoSource, WebSource
+
+    if not seeds and not allow_hosts:
         return cfg
-    crawl = type(crawl).model_validate(crawl.model_dump() | update)
-    return cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"crawl": crawl})})
+    crawled = [s for s in cfg.ingest.sources if isinstance(s, WebSource | DemoSource)]
+    others = [s for s in cfg.ingest.sources if not isinstance(s, WebSource | DemoSource)]
+    if seeds:
+        base = cfg.ingest.crawl or CrawlConfig()
+        crawl = base.model_copy(update={"seed_urls": list(seeds), "sitemaps": [], "feeds": []})
+        crawled = [WebSource(crawl=CrawlConfig.model_validate(crawl.model_dump()))]
+    if allow_hosts:
+        crawled = [
+            s.model_copy(update={"crawl": s.crawl.model_copy(
+                update={"allow_private_hosts": [*s.crawl.allow_private_hosts, *allow_hosts]})})
+            for s in crawled
+        ]
+    return cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"sources": [*crawled, *others]})})
 
 
 def _run_one_stage(

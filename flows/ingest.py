@@ -1,4 +1,5 @@
-"""Ingest flow: crawl the sources into WARC files, then extract main text into documents."""
+"""Ingest flow: crawl the web and demo sources into WARC files, then extract main text from the crawl and
+from the documents and WARC sources into one ``ingest/extract/documents/`` folder."""
 
 from __future__ import annotations
 
@@ -10,36 +11,49 @@ from prefect import flow, get_run_logger
 from cpt_core.config import RunConfig
 from cpt_core.demo.server import serve
 from cpt_core.demo.site import build_site
+from cpt_core.ingest.sources import DemoSource, WebSource
 from cpt_core.layout import RunLayout
 from tasks.stages import crawl_task, extract_task
 
 
 @contextlib.contextmanager
 def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
-    """Serve the demo website while the block runs, pointing the crawl at it; a no-op when disabled."""
-    if not config.demo_site.enabled:
+    """Serve the demo source's website while the block runs, as a web source seeded with its URL.
+
+    A no-op without a demo source. The site's knowledge graph becomes the run's ``knowledge_graph``.
+    """
+    demo = config.ingest.demo
+    if demo is None:
         yield config
         return
-    site = build_site(config.demo_site)
+    site = build_site(demo.site)
     kg_path = layout.sources / "knowledge_graph.jsonl"
     site.write_knowledge_graph(kg_path)
-    with serve(site, "127.0.0.1", config.demo_site.port, config.demo_site.slow_delay_s) as base_url:
+    with serve(site, "127.0.0.1", demo.site.port, demo.site.slow_delay_s) as base_url:
         # The demo server is ours, on loopback: allowed past the private-address guard, no politeness delay.
-        crawl = config.ingest.crawl.model_copy(
+        crawl = demo.crawl.model_copy(
             update={"seed_urls": [base_url], "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}
         )
-        ingest = config.ingest.model_copy(update={"crawl": crawl})
+        served = WebSource(name=demo.name, crawl=crawl)
+        sources = [served if isinstance(s, DemoSource) else s for s in config.ingest.sources]
+        ingest = config.ingest.model_copy(update={"sources": sources})
         yield config.model_copy(update={"ingest": ingest, "knowledge_graph": str(kg_path)})
 
 
 @flow(name="ingest", log_prints=True)
 def ingest_flow(config: RunConfig, layout: RunLayout) -> dict:
     """Crawl (WARC) then extract (datatrove + trafilatura). Returns the two stage manifests."""
-    crawl = crawl_task(config.ingest.crawl, layout)
-    extract = extract_task(config.ingest.extract, layout)
+    crawl_cfg = config.ingest.crawl
+    crawl = crawl_task(crawl_cfg, layout) if crawl_cfg is not None else _no_crawl()
+    extract = extract_task(config.ingest.extract, config.ingest.sources, layout, crawled=crawl_cfg is not None)
     get_run_logger().info(
         "ingest: %s pages fetched, %s documents extracted",
         crawl["summary"].get("docs_out", crawl["summary"].get("fetched")),
         extract["summary"].get("docs_out"),
     )
     return {"crawl": crawl, "extract": extract}
+
+
+def _no_crawl() -> dict:
+    line = "crawl: no web or demo source: nothing to crawl"
+    return {"stage": "crawl", "skipped": True, "summary": {"docs_in": 0, "docs_out": 0, "dropped": {}, "log_line": line}}

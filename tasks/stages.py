@@ -21,6 +21,7 @@ from cpt_core.evaluate.registry import Registry, run_promote
 from cpt_core.evaluate.stage import EvalConfig, run_evaluate
 from cpt_core.ingest.crawl import CrawlConfig, crawl_against_frontier
 from cpt_core.ingest.extract import ExtractConfig, run_extract
+from cpt_core.ingest.sources import Source
 from cpt_core.io import atomic_write_json
 from cpt_core.layout import RunLayout
 from cpt_core.state import record_outcome
@@ -48,9 +49,24 @@ def crawl_task(cfg: CrawlConfig, layout: RunLayout) -> dict:
     return _finish("crawl", layout, manifest)
 
 
+def _secret_block(name: str) -> str:
+    """The value of a Prefect Secret block: resolved inside the stage, never passed as a task input."""
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(name).get()
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 @task(name="extract", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
-def extract_task(cfg: ExtractConfig, layout: RunLayout) -> dict:
-    manifest = run_extract(cfg, layout.crawl, layout.extract, progress=PrefectProgress("extract", layout.run_id))
+def extract_task(cfg: ExtractConfig, sources: list[Source], layout: RunLayout, crawled: bool = True) -> dict:
+    manifest = run_extract(
+        cfg,
+        layout.crawl if crawled else None,
+        layout.extract,
+        progress=PrefectProgress("extract", layout.run_id),
+        sources=sources,
+        secret_block=_secret_block,
+    )
     return _finish("extract", layout, manifest)
 
 

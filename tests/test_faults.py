@@ -33,16 +33,19 @@ from cpt_core.layout import CURATE_STEPS
 from cpt_core.train.base_model import build_tiny_llama
 from cpt_core.train.launch import run_train
 
-SITE = {"enabled": True, "seed": 5, "n_facts": 8, "korean_share": 0.3, "slow_delay_s": 0.0}
+SITE = {"seed": 5, "n_facts": 8, "korean_share": 0.3, "slow_delay_s": 0.0}
 
 
 def _config(root: Path, base_url: str) -> dict:
     return {
         "name": "faults",
         "root": str(root),
-        "ingest": {"crawl": {"seed_urls": [base_url], "timeout_s": 5.0, "retries": 0, "max_pages": 200,
-                             "delay_s": 0.0, "allow_private_hosts": ["127.0.0.1"]},
-                   "extract": {"timeout_s": 30.0}},
+        "ingest": {
+            "sources": [{"kind": "web", "crawl": {"seed_urls": [base_url], "timeout_s": 5.0, "retries": 0,
+                                                  "max_pages": 200, "delay_s": 0.0,
+                                                  "allow_private_hosts": ["127.0.0.1"]}}],
+            "extract": {"timeout_s": 30.0},
+        },
         "curate": {"language": {"languages": ["en", "ko"]}},
         "tokenize": {"seq_len": 64, "replay": {"source": "stdlib-docstrings", "max_chars": 6000},
                      "shard_sequences": 8},

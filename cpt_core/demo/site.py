@@ -27,10 +27,9 @@ from cpt_core.demo.world import Names, make_facts
 
 
 class DemoSiteConfig(BaseModel):
-    """When enabled, the run serves a generated website on 127.0.0.1 and crawls it."""
+    """The generated website a ``demo`` source serves on 127.0.0.1 for the run to crawl."""
 
     model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
     seed: int = 7
     n_facts: int = Field(60, ge=5)
     korean_share: float = Field(0.3, ge=0, le=1, description="share of facts also written up in Korean")

@@ -12,7 +12,8 @@ from cpt_core.demo.site import DemoSiteConfig, build_site
 from cpt_core.train.base_model import build_tiny_llama
 
 # Timeouts leave room for a loaded 2-core machine: the slow page (6 s) must still be the only timeout.
-SMALL_SITE = {"enabled": True, "seed": 3, "n_facts": 16, "korean_share": 0.3, "slow_delay_s": 6.0}
+SMALL_SITE = {"seed": 3, "n_facts": 16, "korean_share": 0.3, "slow_delay_s": 6.0}
+SMALL_CRAWL = {"timeout_s": 3.0, "retries": 0, "max_pages": 300}
 
 
 @pytest.fixture(scope="session")
@@ -47,9 +48,11 @@ def small_config(root, model_dir, run_id="r1", **sections) -> RunConfig:
         "name": "t",
         "root": str(root),
         "run_id": run_id,
-        "demo_site": {**SMALL_SITE, "port": free_port()},
         "base_model": {"source": str(model_dir)},
-        "ingest": {"crawl": {"timeout_s": 3.0, "retries": 0, "max_pages": 300}, "extract": {"timeout_s": 30.0}},
+        "ingest": {
+            "sources": [{"kind": "demo", "site": {**SMALL_SITE, "port": free_port()}, "crawl": SMALL_CRAWL}],
+            "extract": {"timeout_s": 30.0},
+        },
         "curate": {"language": {"languages": ["en", "ko"]}},
         "tokenize": {"seq_len": 64, "replay": {"max_chars": 6000}, "epochs_of_domain": 1},
         "train": {"max_steps": 6, "micro_batch_size": 2, "checkpoint_every": 2, "precision": "fp32",

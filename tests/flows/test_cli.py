@@ -159,3 +159,22 @@ def test_registry_ls_show_and_reset_champion_repair_a_missing_folder(tmp_path):
     assert result.exit_code == 0, result.output
     assert reg.champion() is None and reg.champion_model() is None
     assert [r["to"] for r in json.loads(reg.path.read_text())["resets"]] == ["r1", None]
+
+
+def test_stage_crawl_takes_seeds_and_allowed_hosts_from_the_command_line(tmp_path):
+    from cpt_core.demo.server import serve
+    from cpt_core.demo.site import DemoSiteConfig, build_site
+
+    config = tmp_path / "c.yaml"
+    # a web source with no seeds: the command line gives them
+    config.write_text(f"root: {tmp_path / 'root'}\ningest:\n  sources: [{{kind: web, crawl: {{delay_s: 0}}}}]\n")
+    site = build_site(DemoSiteConfig(n_facts=5, korean_share=0.0))
+    with serve(site, "127.0.0.1", 0, 0.0) as url:
+        args = ["stage", "crawl", "--config", str(config), "--seed", url]
+        refused = runner.invoke(app, [*args, "--output", str(tmp_path / "refused")])
+        allowed = runner.invoke(app, [*args, "--output", str(tmp_path / "allowed"), "--allow-host", "127.0.0.1"])
+    assert refused.exit_code == 0, refused.output
+    assert stage_summary(refused.output)["dropped"] == {"private_address": 1}, "loopback is refused by default"
+    assert allowed.exit_code == 0, allowed.output
+    fetched = [json.loads(x) for x in (tmp_path / "allowed" / "fetch_log.jsonl").read_text().splitlines()]
+    assert {r["url"] for r in fetched if r["reason"] == "fetched"} >= {url + p.lstrip("/") for p in site.article_paths["en"]}

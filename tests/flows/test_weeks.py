@@ -17,7 +17,7 @@ from cpt_core.demo.site import DemoSiteConfig, build_site
 from cpt_core.layout import RunLayout
 from cpt_core.state import read_outcome, visible_runs
 from tests.doc_files import read_docs
-from tests.flows.conftest import SMALL_SITE, free_port, small_config
+from tests.flows.conftest import SMALL_CRAWL, SMALL_SITE, free_port, small_config
 
 LENIENT = {"min_domain_bpb_gain": 0.0, "max_general_bpb_regression": 1.0, "max_general_regression_vs_base": 1.0,
            "min_probe_gain": -1.0}
@@ -49,12 +49,10 @@ def weeks(tmp_path_factory, tiny_model, prefect_harness):
 
     def week(run_id: str, **sections):
         with serve(site, "127.0.0.1", port, slow_delay_s=6.0) as base_url:
-            cfg = small_config(root, tiny_model, run_id=run_id, demo_site={"enabled": False}, **sections)
-            crawl = cfg.ingest.crawl.model_copy(
-                update={"seed_urls": [base_url], "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}
-            )
-            cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"crawl": crawl}),
-                                         "knowledge_graph": str(kg)})
+            web = {"kind": "web", "crawl": {**SMALL_CRAWL, "seed_urls": [base_url],
+                                            "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}}
+            cfg = small_config(root, tiny_model, run_id=run_id, ingest={"sources": [web]}, **sections)
+            cfg = cfg.model_copy(update={"knowledge_graph": str(kg)})
             try:
                 out[run_id] = knowledge_refresh(cfg)
             except Exception as err:  # the failed week
@@ -168,7 +166,7 @@ def test_a_second_run_on_a_busy_root_fails_at_once(weeks, tiny_model):
     proc = hold_root_in_subprocess(root, "w8-running")
     try:
         with pytest.raises(RootBusyError, match="w8-running"):
-            knowledge_refresh(small_config(root, tiny_model, run_id="w9-second", demo_site={"enabled": False}))
+            knowledge_refresh(small_config(root, tiny_model, run_id="w9-second", ingest={"sources": []}))
     finally:
         proc.kill()
         proc.wait()

@@ -354,7 +354,7 @@ def test_crawl_then_extract_decodes_korean(site, first_crawl, tmp_path):
     assert KO_TEXT in docs[site.base + "/ko-utf8"]["text"]
     assert EUCKR_TEXT in docs[site.base + "/ko-euckr"]["text"]
     assert docs[site.base + "/ko-euckr"]["metadata"]["charset"] in ("cp949", "euc_kr")
-    assert docs[site.base + "/a"]["metadata"]["date"] == "2024-03-05"
+    assert docs[site.base + "/a"]["metadata"]["published_at"] == "2024-03-05"
     assert manifest["summary"]["docs_in"] == 8
 
 

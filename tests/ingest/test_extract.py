@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -102,7 +103,7 @@ def test_text_charset_date_and_ids(extracted):
         assert docs[url]["metadata"]["charset"] in ("cp949", "euc_kr"), url
     assert FR in docs["https://fr.example/latin1"]["text"]  # a right declaration is kept
     assert docs["https://fr.example/latin1"]["metadata"]["charset"] == "cp1252"
-    assert docs["https://en.example/dated"]["metadata"]["date"] == "2023-11-20"
+    assert docs["https://en.example/dated"]["metadata"]["published_at"] == "2023-11-20"
     assert "https://en.example/no-payload-type" in docs
     for url, doc in docs.items():
         assert doc["id"] == url_id(url)
@@ -229,3 +230,21 @@ def test_truncated_warc_is_a_named_drop_and_earlier_records_are_kept(crawl_dir, 
     assert summary["docs_in"] == summary["docs_out"] + sum(summary["dropped"].values())
     places = "\n".join(summary["unreadable"])
     assert "crawl-00000.warc.gz truncated_warc" in places and "crawl-00001.warc.gz truncated_warc" in places
+
+
+def test_tables_title_source_and_content_hash(tmp_path):
+    table = (
+        "</p><table><tr><td>Harbour North</td><td>07:40</td></tr>"
+        "<tr><td>Harbour South</td><td>08:15</td></tr></table><p>"
+    )
+    body = _html("Timetable", EN + table + EN).encode()
+    crawl = tmp_path / "crawl"
+    (crawl / "warc").mkdir(parents=True)
+    with open(crawl / "warc" / "crawl-00000.warc.gz", "wb") as fh:
+        _record(WARCWriter(fh, gzip=True), "https://en.example/timetable", body, "text/html; charset=utf-8")
+    run_extract(ExtractConfig(min_chars=30), crawl, tmp_path / "out")
+    (doc,) = _docs(tmp_path / "out" / "documents")
+    assert "Harbour South" in doc["text"] and "08:15" in doc["text"]  # tables are kept
+    meta = doc["metadata"]
+    assert meta["title"] == "Timetable" and meta["source"] == "web" and meta["format"] == "html"
+    assert meta["content_hash"] == hashlib.sha256(body).hexdigest()
