@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import hashlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -128,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     site = build_site(DemoSiteConfig(seed=args.seed, n_facts=args.n_facts, slow_delay_s=args.slow_delay))
     if args.write_facts:
         site.write_knowledge_graph(args.write_facts)
+    # A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored: take it back, and
+    # stop on SIGTERM the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with serve(site, args.host, args.port, args.slow_delay) as url:
         print(f"serving {len(site.pages)} pages ({len(site.facts)} facts) at {url}  (Ctrl-C to stop)", flush=True)
         try:

@@ -201,7 +201,8 @@ class Fetcher:
         async for chunk in resp.aiter_raw():
             raw += chunk
             if len(raw) > self.s.max_bytes:
-                res.reason, res.size = "too_large", len(raw)
+                # The size read so far depends on how the body was chunked in transit: not logged.
+                res.reason, res.size = "too_large", None
                 return
         res.raw = bytes(raw)
         body = _decode(res.raw, res.header("Content-Encoding") or "", self.s.max_bytes)
