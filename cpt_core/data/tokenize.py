@@ -12,11 +12,18 @@ Algorithm (``run_tokenize``):
    Domain and synthetic documents are repeated ``epochs_of_domain`` times (small domain corpora need several
    passes; replay is not repeated more than needed), and every document is shuffled with ``seed`` so copies
    of a document are not adjacent.
-4. Tokenize with the model's fast tokenizer (no special tokens), join documents with a separator token (the
-   model's ``<|endoftext|>`` when it has one, else eos) and cut the stream into ``seq_len`` sequences. The
-   final partial sequence is dropped and reported. Packing across document boundaries wastes no padding;
-   the trade-off is that a sequence may attend across the separator into an unrelated document, which
-   pretraining does too and which the separator teaches the model to ignore.
+4. Tokenize with the model's fast tokenizer. Special-token strings *inside* a document (a crawled page that
+   quotes ``<|endoftext|>`` or ``<s>``) are split like any other text: only the packer inserts control
+   tokens, so no document can forge a document end. Each document is laid out as the tokenizer's own
+   convention has it: ``[bos] ids sep``, with ``bos`` only where the tokenizer adds one (Llama-style) and
+   ``sep`` the model's ``<|endoftext|>`` when it has one, else eos; the convention is recorded in
+   ``mix.json`` (``special_tokens``). The stream is cut into ``seq_len`` sequences. The tail that does not
+   fill a last sequence (fewer than ``seq_len`` tokens) is dropped, never silently: ``mix.json`` reports it
+   in total and by source, and ``tokens_by_source`` + ``remainder_by_source`` account for every token
+   packed. Dropping it rather than padding keeps every row full, so every position is a training target.
+   Packing across document boundaries wastes no padding; the trade-off is that a sequence may attend across
+   the separator into an unrelated document, which pretraining does too and which the separator teaches
+   the model to ignore.
 5. Write Arrow IPC shards (``train/shard-00000.arrow``, one ``list<int32>`` column ``input_ids``) that the
    trainer memory-maps, plus ``heldout/domain.jsonl`` and ``mix.json`` (the realised mix by source).
 """
@@ -138,14 +145,40 @@ def separator_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
+def special_tokens(tokenizer) -> dict:
+    """The tokenizer's own document convention: its BOS (and whether it adds one), eos and the separator.
+
+    ``adds_bos`` is read from what the tokenizer does (its post-processor, ``add_bos_token`` for Llama-style
+    tokenizers), not from whether it has a ``bos_token``: SmolLM2 and GPT-2 name one but never add it.
+    """
+    bos = tokenizer.bos_token_id
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return {
+        "bos_id": bos,
+        "adds_bos": bool(bos is not None and probe and probe[0] == bos),
+        "eos_id": tokenizer.eos_token_id,
+        "separator_id": separator_id(tokenizer),
+        "special_strings_in_text": "split as text",
+    }
+
+
 def encode(tokenizer, texts: list[str], progress: ProgressFn = no_progress, what: str = "docs") -> list[list[int]]:
-    """Token ids of each text, no special tokens, in batches through the Rust tokenizer."""
+    """Token ids of each text, no special tokens added, in batches through the Rust tokenizer.
+
+    Special-token strings in the text are encoded as the plain text they are (``encode_special_tokens``):
+    crawled text is data, and a literal ``<|endoftext|>`` in it must not become a document end.
+    """
     backend = tokenizer.backend_tokenizer  # the HF wrapper would warn about texts longer than the model
     out: list[list[int]] = []
-    for start in range(0, len(texts), ENCODE_BATCH):
-        batch = backend.encode_batch(texts[start : start + ENCODE_BATCH], add_special_tokens=False)
-        out.extend(enc.ids for enc in batch)
-        progress(min(start + ENCODE_BATCH, len(texts)), len(texts), f"tokenized {what}")
+    before = backend.encode_special_tokens
+    backend.encode_special_tokens = True
+    try:
+        for start in range(0, len(texts), ENCODE_BATCH):
+            batch = backend.encode_batch(texts[start : start + ENCODE_BATCH], add_special_tokens=False)
+            out.extend(enc.ids for enc in batch)
+            progress(min(start + ENCODE_BATCH, len(texts)), len(texts), f"tokenized {what}")
+    finally:
+        backend.encode_special_tokens = before
     return out
 
 
@@ -159,8 +192,9 @@ def _repeat(items: list, copies: float, rng: random.Random) -> list:
     return out
 
 
-def _replay_docs(pool: list[list[int]], target_tokens: int) -> list[list[int]]:
-    """Whole replay documents in order (cycling when short) until ``target_tokens`` (+1 separator each)."""
+def _replay_docs(pool: list[list[int]], target_tokens: int, overhead: int = 1) -> list[list[int]]:
+    """Whole replay documents in order (cycling when short) until ``target_tokens``, counting the ``overhead``
+    control tokens (separator, BOS) each document gets when packed."""
     if target_tokens <= 0:
         return []
     if not any(pool):
@@ -171,12 +205,12 @@ def _replay_docs(pool: list[list[int]], target_tokens: int) -> list[list[int]]:
         i += 1
         if not ids:
             continue
-        room = target_tokens - used - 1  # the separator after it counts too
+        room = target_tokens - used - overhead  # the separator (and BOS) around it count too
         if room <= 0:
             break
         ids = ids[:room]
         out.append(ids)
-        used += len(ids) + 1
+        used += len(ids) + overhead
     return out
 
 
@@ -243,11 +277,15 @@ def _synthetic_texts(cfg: TokenizeConfig, knowledge_graph: Path | None, rng: ran
     for copy in range(whole):
         texts += qa_documents(facts, cfg.seed + copy)
     if frac:
-        texts += rng.sample(qa_documents(facts, cfg.seed + whole), round(frac * len(facts)))
+        # The fraction is of the documents sampled from (several per fact), not of the facts.
+        last = qa_documents(facts, cfg.seed + whole)
+        texts += rng.sample(last, round(frac * len(last)))
     return texts
 
 
-def _replay_ids(cfg: TokenizeConfig, tokenizer, target: int, progress: ProgressFn) -> tuple[list[list[int]], int]:
+def _replay_ids(
+    cfg: TokenizeConfig, tokenizer, target: int, overhead: int, progress: ProgressFn
+) -> tuple[list[list[int]], int]:
     """Replay documents worth ``target`` tokens, and the size of the pool they came from."""
     from cpt_core.data.general_text import general_texts
 
@@ -261,13 +299,17 @@ def _replay_ids(cfg: TokenizeConfig, tokenizer, target: int, progress: ProgressF
         chars += len(text)
         if chars >= target * 8:
             break
-    return _replay_docs(encode(tokenizer, take, progress, "replay docs"), target), len(pool_texts)
+    return _replay_docs(encode(tokenizer, take, progress, "replay docs"), target, overhead), len(pool_texts)
 
 
-def _pack(stream_docs: list[tuple[str, list[int]]], seq_len: int, sep: int):
-    """Join documents with the separator and cut into rows; returns (rows, tokens per source, docs per source,
-    total tokens before the remainder was cut)."""
-    lengths = np.array([len(ids) + 1 for _, ids in stream_docs], dtype=np.int64)
+def _pack(stream_docs: list[tuple[str, list[int]]], seq_len: int, sep: int, bos: int | None = None):
+    """Lay documents out as ``[bos] ids sep`` and cut the stream into rows.
+
+    Returns (rows, packed tokens by source, docs by source, remainder tokens by source): the tokens of each
+    source are ``packed + remainder``, the remainder being the tail cut off after the last full row.
+    """
+    head = 0 if bos is None else 1
+    lengths = np.array([head + len(ids) + 1 for _, ids in stream_docs], dtype=np.int64)
     total = int(lengths.sum())
     n_seq = total // seq_len
     if n_seq == 0:
@@ -276,15 +318,20 @@ def _pack(stream_docs: list[tuple[str, list[int]]], seq_len: int, sep: int):
     flat = np.empty(total, dtype=np.int32)
     tokens_by_source = dict.fromkeys(SOURCES, 0)
     docs_by_source = dict.fromkeys(SOURCES, 0)
+    remainder_by_source = dict.fromkeys(SOURCES, 0)
     pos = 0
     for (source, ids), length in zip(stream_docs, lengths, strict=True):
-        flat[pos : pos + length - 1] = ids
+        if head:
+            flat[pos] = bos
+        flat[pos + head : pos + length - 1] = ids
         flat[pos + length - 1] = sep
         # Count only what lands in kept sequences, so the mix describes exactly what is trained on.
-        tokens_by_source[source] += int(max(0, min(length, kept - pos)))
+        in_rows = int(max(0, min(length, kept - pos)))
+        tokens_by_source[source] += in_rows
+        remainder_by_source[source] += int(length) - in_rows
         docs_by_source[source] += 1
         pos += int(length)
-    return flat[:kept].reshape(n_seq, seq_len), tokens_by_source, docs_by_source, total
+    return flat[:kept].reshape(n_seq, seq_len), tokens_by_source, docs_by_source, remainder_by_source
 
 
 def _tokenize(
@@ -304,18 +351,22 @@ def _tokenize(
     meter = RateMeter()
     domain_ids = encode(tokenizer, [d["text"] for d in train_docs], progress, "domain docs")
     rng = random.Random(cfg.seed)
+    convention = special_tokens(tokenizer)
+    sep = convention["separator_id"]
+    # A BOS equal to the separator would double every document boundary: the separator already marks it.
+    bos = convention["bos_id"] if convention["adds_bos"] and convention["bos_id"] != sep else None
+    overhead = 1 + (bos is not None)
     synthetic_ids = encode(tokenizer, _synthetic_texts(cfg, knowledge_graph, rng), progress, "synthetic QA docs")
     core = _repeat([("domain", ids) for ids in domain_ids if ids], cfg.epochs_of_domain, rng)
     core += [("synthetic_qa", ids) for ids in synthetic_ids if ids]
-    core_tokens = sum(len(ids) + 1 for _, ids in core)
+    core_tokens = sum(len(ids) + overhead for _, ids in core)
     # replay / (core + replay) = ratio  =>  replay = core * ratio / (1 - ratio)
     replay_target = round(core_tokens * cfg.replay_ratio / (1 - cfg.replay_ratio)) if cfg.replay_ratio else 0
-    replay_ids, replay_pool_docs = _replay_ids(cfg, tokenizer, replay_target, progress)
+    replay_ids, replay_pool_docs = _replay_ids(cfg, tokenizer, replay_target, overhead, progress)
     stream_docs = core + [("replay", ids) for ids in replay_ids]
     rng.shuffle(stream_docs)
     meter.add(sum(len(ids) for _, ids in stream_docs))
-    sep = separator_id(tokenizer)
-    rows, tokens_by_source, docs_by_source, total = _pack(stream_docs, cfg.seq_len, sep)
+    rows, tokens_by_source, docs_by_source, remainder_by_source = _pack(stream_docs, cfg.seq_len, sep, bos)
     shards = write_shards(rows, out / TRAIN_DIR, cfg.shard_sequences)
     fault_point("tokenize:shards")
     n_seq, kept = rows.shape[0], rows.size
@@ -336,8 +387,12 @@ def _tokenize(
         "seq_len": cfg.seq_len,
         "shards": shards,
         "train_tokens": kept,
-        "tokens_dropped_remainder": total - kept,
+        # Every packed token is either in a row or in the reported tail: nothing disappears unaccounted.
+        "tokens_packed": kept + sum(remainder_by_source.values()),
+        "tokens_dropped_remainder": sum(remainder_by_source.values()),
+        "remainder_by_source": remainder_by_source,
         "separator_id": sep,
+        "special_tokens": {**convention, "bos_per_document": bos is not None},
         "tokens_per_byte": _tokens_per_byte(train_docs, domain_ids),
         "tokens_per_s": round(meter.rate, 1),
         "seconds": round(time.monotonic() - started, 2),

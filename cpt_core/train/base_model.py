@@ -381,8 +381,14 @@ def build_tiny_llama(
     heads: int = 4,
     seq_len: int = 256,
     seed: int = 0,
+    bos_token: str | None = None,
 ) -> Path:
-    """Train a byte-level BPE tokenizer on ``corpus`` and save it with a tiny random Llama into ``folder``."""
+    """Train a byte-level BPE tokenizer on ``corpus`` and save it with a tiny random Llama into ``folder``.
+
+    By default the tokenizer follows GPT-2/SmolLM2: ``<|endoftext|>`` is bos, eos and pad, and nothing is
+    added to encoded text. ``bos_token`` (e.g. ``"<s>"``) makes it Llama-style instead: a distinct BOS that
+    the tokenizer prepends to every encoded text (``add_special_tokens=True``).
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -400,20 +406,27 @@ def build_tiny_llama(
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=[EOS_TOKEN],
+        special_tokens=[EOS_TOKEN] + ([bos_token] if bos_token else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     backend.train_from_iterator(corpus, trainer=trainer)
+    if bos_token:
+        adds_bos = processors.TemplateProcessing(
+            single=f"{bos_token} $A", pair=f"{bos_token} $A {bos_token} $B",
+            special_tokens=[(bos_token, backend.token_to_id(bos_token))],
+        )  # fmt: skip
+        backend.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=False), adds_bos])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
-        bos_token=EOS_TOKEN,
+        bos_token=bos_token or EOS_TOKEN,
         eos_token=EOS_TOKEN,
         unk_token=EOS_TOKEN,
         pad_token=EOS_TOKEN,
         model_max_length=seq_len,
     )
     eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    bos_id = tokenizer.convert_tokens_to_ids(bos_token) if bos_token else eos_id
 
     config = LlamaConfig(
         vocab_size=max(vocab_size, len(tokenizer)),
@@ -424,7 +437,7 @@ def build_tiny_llama(
         num_key_value_heads=heads,
         max_position_embeddings=seq_len,
         rms_norm_eps=1e-5,
-        bos_token_id=eos_id,
+        bos_token_id=bos_id,
         eos_token_id=eos_id,
         pad_token_id=eos_id,
         tie_word_embeddings=True,

@@ -9,7 +9,8 @@ Algorithm (``train``, nanoGPT style, top to bottom):
    cosine; each step's batch a pure function of the step number (``optim.py`` says why).
 3. Resume from the newest complete checkpoint (``checkpoint.py``), so a killed run continues rather than
    restarts.
-4. Gradient accumulation and clipping through accelerate; a JSON line per ``log_every`` step in
+4. Gradient accumulation and clipping through accelerate, the loss being the mean over every target token of
+   the optimizer step's window (``loss.py``: not a mean of per-micro-batch means); a JSON line per ``log_every`` step in
    ``metrics.jsonl`` and a parseable line on stdout (``step 3/20 loss 4.1234 lr 1.00e-04 ...``) that the
    parent process turns into progress.
 5. Every ``checkpoint_every`` steps a checkpoint of the whole training state.
@@ -31,6 +32,7 @@ from typing import Any
 from cpt_core.io import atomic_write_json
 from cpt_core.train.checkpoint import restore_checkpoint, save_checkpoint
 from cpt_core.train.config import FINAL, METRICS, SUMMARY, TrainConfig, resolve_precision
+from cpt_core.train.loss import backward_window
 from cpt_core.train.optim import BatchPlan, build_optimizer, total_steps
 from cpt_core.train.orphans import exit_with_orchestrator
 
@@ -96,34 +98,42 @@ def _set_up(spec: dict) -> _Run:
     )  # fmt: skip
 
 
-def _train_step(run: _Run, step: int) -> tuple[Any, Any, float]:
-    """One optimizer step (all micro batches); returns (micro losses, grad norm, the step's LR)."""
+def _micro_batches(run: _Run, step: int) -> list[tuple[Any, Any]]:
+    """The ``(input_ids, labels)`` micro-batches of optimizer step ``step`` on this process.
+
+    Packed rows are full (the tokenizer drops and reports the tail that would not fill one), so every position
+    is a target; masked labels (``-100``) are handled all the same by the loss (``loss.py``).
+    """
     import numpy as np
     import torch
 
-    acc, model, optimizer = run.accelerator, run.model, run.optimizer
-    # The LR of the main (decay) group; embeddings run at lr * embedding_lr_mult.
-    lr = next((g["lr"] for g in optimizer.param_groups if g.get("name") == "decay"), run.scheduler.get_last_lr()[-1])
-    micro_losses, grad_norm = [], None
+    acc, out = run.accelerator, []
     for micro in range(run.cfg.grad_accum_steps):
         rows = [run.data[i] for i in run.plan.indices(step, micro, acc.process_index)]
         batch = torch.from_numpy(np.stack(rows)).to(acc.device)
-        with acc.accumulate(model):
-            loss = model(input_ids=batch, labels=batch).loss
-            acc.backward(loss)
-            if acc.sync_gradients:
-                grad_norm = acc.clip_grad_norm_(model.parameters(), run.cfg.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        micro_losses.append(loss.detach())
+        out.append((batch, batch))
+    return out
+
+
+def _train_step(run: _Run, step: int) -> tuple[Any, Any, Any, float]:
+    """One optimizer step (all micro batches); returns (loss sum, target tokens, grad norm, the step's LR)."""
+    acc, model, optimizer = run.accelerator, run.model, run.optimizer
+    # The LR of the main (decay) group; embeddings run at lr * embedding_lr_mult.
+    lr = next((g["lr"] for g in optimizer.param_groups if g.get("name") == "decay"), run.scheduler.get_last_lr()[-1])
+    # The loss is the mean over every target token of the window, not a mean of per-micro-batch means.
+    loss_sum, tokens = backward_window(acc, model, _micro_batches(run, step))
+    grad_norm = acc.clip_grad_norm_(model.parameters(), run.cfg.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
-    return torch.stack(micro_losses), grad_norm, lr
+    return loss_sum, tokens, grad_norm, lr
 
 
-def _log_step(run: _Run, done: int, start_step: int, elapsed: float, losses, grad_norm, lr: float) -> None:
+def _log_step(run: _Run, done: int, start_step: int, elapsed: float, loss_sum, tokens, grad_norm, lr: float) -> None:
     """Append the step's metrics row and print the line the parent turns into progress."""
     acc = run.accelerator
-    mean_loss = acc.gather(losses.mean().reshape(1)).mean().item()
+    # The window's token mean over all processes, the quantity the gradient was taken of.
+    mean_loss = (acc.gather(loss_sum.reshape(1)).sum() / acc.gather(tokens.reshape(1)).sum().clamp(min=1)).item()
     tokens_run = (done - start_step) * run.tokens_per_step
     row = {
         "step": done,
@@ -190,10 +200,10 @@ def train(spec: dict) -> dict:
 
     started = time.monotonic()
     for step in range(start_step, run.steps):
-        losses, grad_norm, lr = _train_step(run, step)
+        loss_sum, tokens, grad_norm, lr = _train_step(run, step)
         done = step + 1
         if done % cfg.log_every == 0 or done == run.steps:
-            _log_step(run, done, start_step, time.monotonic() - started, losses, grad_norm, lr)
+            _log_step(run, done, start_step, time.monotonic() - started, loss_sum, tokens, grad_norm, lr)
         if done % cfg.checkpoint_every == 0 and done < run.steps:
             save_checkpoint(acc, run.checkpoint_dir, done, done * run.tokens_per_step, run.output_dir)
 

@@ -90,6 +90,9 @@ def test_pack_mix_heldout_and_rerun(setup):
     ds = PackedSequences(out)
     assert len(ds) == len(seqs) and ds[7].tolist() == seqs[7] and ds[-1].tolist() == seqs[-1]
     assert s["train_tokens"] == 32 * len(seqs) and 0 <= s["tokens_dropped_remainder"] < 32
+    assert sum(s["tokens_by_source"].values()) == s["train_tokens"]
+    assert s["train_tokens"] + s["tokens_dropped_remainder"] == s["tokens_packed"]
+    assert s["special_tokens"]["adds_bos"] is False  # SmolLM2-style: the tokenizer adds no BOS
 
     # Held-out docs: 10 % by id hash, written with their language, never in the training stream.
     heldout = [json.loads(line) for line in (out / "heldout" / "domain.jsonl").read_text().splitlines()]
@@ -208,3 +211,53 @@ def test_too_few_documents_fall_back_to_parent_heldout_then_in_sample(setup):
     assert s["heldout_rule"] == "in_sample" and s["docs_out"] == 1 and "rule in_sample" in s["log_line"]
     held = [json.loads(line) for line in (root / "tok-alone" / "heldout" / "domain.jsonl").read_text().splitlines()]
     assert [r["text"] for r in held] == [EN[5] * 4]
+
+
+@pytest.mark.parametrize("bos_token", [None, "<s>"], ids=["no-bos", "llama-bos"])
+def test_special_strings_stay_text_and_bos_follows_the_tokenizer(tmp_path, bos_token):
+    # Crawled text quoting the separator / BOS strings: they must be packed as text, never as control tokens.
+    texts = [
+        f"{EN[i]} A forum post quoted <|endoftext|> and <s> here, {i} times." if i % 2 else EN[i] for i in range(12)
+    ]
+    tokenizer_dir = build_tiny_llama(tmp_path / "tok", EN, vocab_size=300, seq_len=32, bos_token=bos_token)
+    with JsonlWriter(str(tmp_path / "curated" / "documents")) as writer:
+        for i, text in enumerate(texts):
+            writer.write(Document(text=text, id=f"q{i}", metadata={}), rank=0)
+    cfg = TokenizeConfig(seq_len=32, replay_ratio=0.0, synthetic_qa=False, heldout_fraction=0.0)
+    s = run_tokenize(cfg, tmp_path / "curated", tokenizer_dir, tmp_path / "tokens")["summary"]
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    sep, bos = tok.convert_tokens_to_ids("<|endoftext|>"), tok.bos_token_id
+    assert tok.backend_tokenizer.encode(texts[1], add_special_tokens=False).ids.count(sep) == 1  # the trap
+    recorded = json.loads((tmp_path / "tokens" / "mix.json").read_text())["special_tokens"]
+    assert recorded["adds_bos"] is (bos_token is not None) and recorded["separator_id"] == s["separator_id"] == sep
+    assert recorded["bos_per_document"] is (bos_token is not None) and recorded["bos_id"] == bos
+
+    stream = [t for seq in iter_sequences(tmp_path / "tokens") for t in seq]
+    pieces = _pieces(tmp_path / "tokens", sep)
+    assert pieces and s["docs_by_source"]["domain"] == len(texts)
+    for piece in pieces:  # every piece between separators is one whole document, literal strings included
+        if bos_token:
+            assert piece[0] == bos and bos not in piece[1:]
+            piece = piece[1:]
+        assert tok.decode(list(piece)) in texts
+    assert sum("<|endoftext|>" in tok.decode(list(p)) for p in pieces) >= 3
+    assert (stream[0] == bos) is (bos_token is not None)
+
+    # Accounting: every token packed is either trained on or in the reported tail, per source and in total.
+    overhead = 2 if bos_token else 1
+    packed = sum(len(tok(t, add_special_tokens=False, split_special_tokens=True)["input_ids"]) + overhead
+                 for t in texts)  # fmt: skip
+    assert s["tokens_packed"] == packed == s["train_tokens"] + s["tokens_dropped_remainder"]
+    assert sum(s["tokens_by_source"].values()) == s["train_tokens"] == len(stream)
+    assert sum(s["remainder_by_source"].values()) == s["tokens_dropped_remainder"] < 32
+    assert s["remainder_by_source"]["domain"] == packed - s["tokens_by_source"]["domain"]
+
+
+def test_fractional_synthetic_copies_sample_a_share_of_the_documents(setup):
+    root, docs, tokenizer_dir, kg = setup
+    cfg = TokenizeConfig(seq_len=32, replay_ratio=0.0, epochs_of_synthetic=1.5)
+    s = run_tokenize(cfg, docs, tokenizer_dir, root / "s15", knowledge_graph=kg)["summary"]
+    whole, part = qa_documents(_facts(), cfg.seed), qa_documents(_facts(), cfg.seed + 1)
+    assert len(part) > len(_facts())  # several documents per fact: the fraction is of these, not of the facts
+    assert s["docs_by_source"]["synthetic_qa"] == len(whole) + round(0.5 * len(part))
