@@ -247,10 +247,12 @@ def run_evaluate(
     ``results.json`` is ``{base: {...}, trained: {...}, delta: {domain_bpb_rel, general_bpb_rel,
     probe_acc_points, and the paired intervals of ``paired_deltas``}}``; each column carries ``domain_bpb_ci``
     and ``general_bpb_ci`` (document bootstrap, ``cpt_core.evaluate.bootstrap``). Returns the stage manifest; its ``summary`` holds the headline numbers.
-    The base model enters the stage key through ``base_model.model_fingerprint`` (a content hash stored
+    Both models enter the stage key through ``base_model.model_fingerprint`` (a content hash stored
     beside the model, so it is computed once).
     """
-    inputs = [Path(trained_dir), Path(domain_heldout)] + ([Path(knowledge_graph)] if knowledge_graph else [])
+    # Both models enter the key by their content fingerprint (config, weights, tokenizer), not every file in
+    # their folders: the model card written beside a model must not make its evaluation stale.
+    inputs = [Path(domain_heldout)] + ([Path(knowledge_graph)] if knowledge_graph else [])
 
     def work(partial: Path) -> dict:
         started = time.time()
@@ -298,7 +300,7 @@ def run_evaluate(
             ),
         }
 
-    extra = {"base": model_fingerprint(base_dir)}
+    extra = {"base": model_fingerprint(base_dir), "trained": model_fingerprint(trained_dir)}
     return run_stage("evaluate", output, cfg, inputs, work, extra_key=extra, code=("cpt_core.evaluate", "cpt_core.data"))
 
 
