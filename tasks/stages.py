@@ -24,6 +24,7 @@ from cpt_core.ingest.extract import ExtractConfig, run_extract
 from cpt_core.ingest.sources import Source
 from cpt_core.io import atomic_write_json
 from cpt_core.layout import RunLayout
+from cpt_core.report.model_card import write_model_card
 from cpt_core.state import record_outcome
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import TrainConfig
@@ -151,6 +152,7 @@ def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_g
         layout.eval,
         progress=PrefectProgress("evaluate", layout.run_id),
     )
+    write_model_card(layout)  # rewritten with the gate decision once promote has run
     return _finish("evaluate", layout, manifest)
 
 
@@ -167,6 +169,7 @@ def promote_task(cfg: PromoteConfig, layout: RunLayout, lineage: dict) -> dict:
     )
     outcome = "promoted" if manifest["summary"].get("promote") else "rejected"
     record_outcome(layout.state, layout.run_id, outcome, {"reasons": manifest["summary"].get("reasons", [])})
+    write_model_card(layout)
     return _finish("promote", layout, manifest)
 
 
