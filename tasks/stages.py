@@ -29,7 +29,7 @@ from cpt_core.state import record_outcome
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import TrainConfig
 from cpt_core.train.launch import run_train
-from tasks.reporting import PrefectProgress, publish_stage
+from tasks.reporting import PrefectProgress, complete_progress, publish_stage
 
 # Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way
 # each time, so retries stay few and short.
@@ -110,6 +110,7 @@ def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
         start = {"model_dir": champion["model_dir"], "parent": champion["run_id"], "source": cfg.source}
     else:
         model_dir = resolve_base_model(cfg, layout.cache, progress=PrefectProgress("base-model", layout.run_id))
+        complete_progress("base-model", layout.run_id)
         start = {"model_dir": str(model_dir), "parent": cfg.source, "source": cfg.source}
     atomic_write_json(pinned, start)
     return start
