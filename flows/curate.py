@@ -7,10 +7,11 @@ from prefect import flow
 from cpt_core.config import RunConfig
 from cpt_core.curate.pipeline import STEPS
 from cpt_core.layout import RunLayout
+from flows.run_names import flow_run_name
 from tasks.stages import commit_dedup_task, curate_step_task
 
 
-@flow(name="curate", log_prints=True)
+@flow(name="curate", flow_run_name=flow_run_name("curate"), log_prints=True)
 def curate_flow(config: RunConfig, layout: RunLayout) -> dict:
     """Each step reads the previous step's documents/ and writes its own; the dedup index is committed last."""
     manifests = {}

@@ -13,6 +13,7 @@ from cpt_core.demo.server import serve
 from cpt_core.demo.site import build_site
 from cpt_core.ingest.sources import DemoSource, WebSource
 from cpt_core.layout import RunLayout
+from flows.run_names import flow_run_name
 from tasks.stages import crawl_task, extract_task
 
 
@@ -40,7 +41,7 @@ def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
         yield config.model_copy(update={"ingest": ingest, "knowledge_graph": str(kg_path)})
 
 
-@flow(name="ingest", log_prints=True)
+@flow(name="ingest", flow_run_name=flow_run_name("ingest"), log_prints=True)
 def ingest_flow(config: RunConfig, layout: RunLayout) -> dict:
     """Crawl (WARC) then extract (datatrove + trafilatura). Returns the two stage manifests."""
     crawl_cfg = config.ingest.crawl

@@ -19,6 +19,7 @@ from cpt_core.train.base_model import is_probably_instruct
 from flows.curate import curate_flow
 from flows.evaluate import evaluate_flow
 from flows.ingest import demo_sources, ingest_flow
+from flows.run_names import flow_run_name
 from flows.train import train_flow
 from tasks.reporting import write_run_report
 from tasks.stages import nothing_new_task
@@ -66,7 +67,7 @@ def _nothing_new(config: RunConfig, layout: RunLayout, ingest: dict, curate: dic
     }
 
 
-@flow(name="knowledge-refresh", log_prints=True)
+@flow(name="knowledge-refresh", flow_run_name=flow_run_name("knowledge-refresh"), log_prints=True)
 def knowledge_refresh(config: RunConfig, overrides: list[str] | None = None) -> dict:
     """Run every stage of one CPT refresh and return where its report and model are.
 

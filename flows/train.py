@@ -6,10 +6,11 @@ from prefect import flow
 
 from cpt_core.config import RunConfig
 from cpt_core.layout import RunLayout
+from flows.run_names import flow_run_name
 from tasks.stages import base_model_task, tokenize_task, train_task
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", flow_run_name=flow_run_name("train"), log_prints=True)
 def train_flow(config: RunConfig, layout: RunLayout) -> dict:
     start = base_model_task(config.base_model, layout)
     tokens = tokenize_task(config.tokenize, layout, start, config.knowledge_graph)

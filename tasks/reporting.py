@@ -3,14 +3,20 @@
 cpt_core stages report progress through a plain callback; ``PrefectProgress`` turns it into a Prefect
 progress artifact (throttled: the API is not hammered by per-document updates) plus log lines. Each stage's
 manifest becomes a markdown artifact and a file under the run's ``report/`` folder, so the same report is in
-the Prefect UI and on disk.
+the Prefect UI and on disk. When a stage finishes, its progress artifact is set to 100 % (a stage whose total
+was unknown, such as a crawl, would otherwise stay at 0 %).
+
+Publishing an artifact is a UI nicety and never fails a stage; a failure is logged as a warning and counted
+per run, and the run report shows the count.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from prefect import get_run_logger
@@ -24,6 +30,26 @@ def artifact_key(*parts: str) -> str:
     """Prefect artifact keys allow lowercase letters, digits and dashes only."""
     key = "-".join(parts).lower()
     return re.sub(r"[^a-z0-9-]+", "-", key).strip("-")[:100]
+
+
+# Artifact publishing failures per run id, and the open progress artifacts per key (so the stage's end can
+# set them to 100 %). Tasks of one flow run share this process.
+_LOCK = threading.Lock()
+_FAILURES: Counter = Counter()
+_OPEN: dict[str, PrefectProgress] = {}
+
+
+def artifact_failed(run_id: str, what: str, err: Exception) -> None:
+    """Log a failed artifact publication as a warning and count it for the run report."""
+    with _LOCK:
+        _FAILURES[run_id] += 1
+    _logger().warning("%s not published to Prefect (the file on disk is complete): %s", what, err)
+
+
+def artifact_failures(run_id: str) -> int:
+    """How many artifacts of ``run_id`` failed to publish in this process."""
+    with _LOCK:
+        return _FAILURES[run_id]
 
 
 def _logger():
@@ -40,11 +66,14 @@ class PrefectProgress:
 
     def __init__(self, stage: str, run_id: str, interval_s: float = 2.0):
         self.stage = stage
+        self.run_id = run_id
         self.key = artifact_key(run_id, stage, "progress")
         self.interval_s = interval_s
         self.last = 0.0
         self.artifact_id = None
         self.logger = _logger()
+        with _LOCK:
+            _OPEN[self.key] = self
 
     def __call__(self, done: int, total: int | None, message: str) -> None:
         now = time.monotonic()
@@ -55,15 +84,28 @@ class PrefectProgress:
         pct = min(100.0, 100.0 * done / total) if total else 0.0
         of = f"/{total}" if total else ""
         self.logger.info("[%s] %s%s %s", self.stage, done, of, message)
+        self._publish(pct, f"{self.stage}: {message}")
+
+    def _publish(self, pct: float, description: str) -> None:
         try:
             if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(
-                    pct, key=self.key, description=f"{self.stage}: {message}"
-                )
+                self.artifact_id = create_progress_artifact(pct, key=self.key, description=description)
             else:
-                update_progress_artifact(self.artifact_id, pct, description=f"{self.stage}: {message}")
+                update_progress_artifact(self.artifact_id, pct, description=description)
         except Exception as err:  # a UI nicety must never fail a stage
-            self.logger.debug("progress artifact not updated: %s", err)
+            artifact_failed(self.run_id, f"{self.stage} progress", err)
+
+    def complete(self) -> None:
+        """The stage has finished: its progress reads 100 %."""
+        self._publish(100.0, f"{self.stage}: done")
+
+
+def complete_progress(stage: str, run_id: str) -> None:
+    """Set the stage's progress artifact, if it has one, to 100 %."""
+    with _LOCK:
+        progress = _OPEN.pop(artifact_key(run_id, stage, "progress"), None)
+    if progress is not None:
+        progress.complete()
 
 
 def publish_stage(stage: str, run_id: str, manifest: dict, report_dir: Path) -> None:
@@ -74,12 +116,13 @@ def publish_stage(stage: str, run_id: str, manifest: dict, report_dir: Path) -> 
         logger.info("[%s] already complete for this input and config: skipped", stage)
     elif summary.get("log_line"):
         logger.info("[%s] %s", stage, summary["log_line"])
+    complete_progress(stage, run_id)
     markdown = stage_markdown(stage, manifest)
     write_report(report_dir, f"{stage.replace('/', '_')}.md", markdown)
     try:
         create_markdown_artifact(markdown, key=artifact_key(run_id, stage), description=f"{stage} report")
     except Exception as err:
-        logger.debug("markdown artifact not created: %s", err)
+        artifact_failed(run_id, f"{stage} report", err)
 
 
 def png_markdown(path: Path, title: str) -> str:
@@ -105,11 +148,26 @@ def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) ->
         images.append(("Training loss", loss_curve_png(metrics, layout.report / "loss_curve.png")))
     if results:
         images.append(("Base vs trained", eval_delta_png(results, layout.report / "eval_delta.png")))
-    markdown = run_markdown(layout.run_id, stages, results, decision, base_model, notes)
+    failures = artifact_failures(layout.run_id)
+    markdown = run_markdown(layout.run_id, stages, results, decision, base_model, notes, artifact_failures=failures)
     path = write_report(layout.report, "run_report.md", markdown)
-    ui_markdown = markdown + "\n\n" + "\n\n".join(png_markdown(png, title) for title, png in images)
     try:
-        create_markdown_artifact(ui_markdown, key=artifact_key(layout.run_id, "run-report"), description="run report")
+        create_markdown_artifact(
+            ui_report(layout.run_id, stages, results, decision, base_model, notes, images, failures),
+            key=artifact_key(layout.run_id, "run-report"),
+            description="run report",
+        )
     except Exception as err:
-        _logger().debug("run report artifact not created: %s", err)
+        artifact_failed(layout.run_id, "run report", err)
     return path
+
+
+def ui_report(run_id, stages, results, decision, base_model, notes, images, failures) -> str:
+    """The run report for the Prefect UI: the plots embedded as data URLs instead of the file's relative
+    links (the UI has no file server, so a relative link shows as a broken image)."""
+    from cpt_core.report.markdown import run_markdown
+
+    markdown = run_markdown(run_id, stages, results, decision, base_model, notes, images={}, artifact_failures=failures)
+    if not images:
+        return markdown
+    return markdown + "\n## Plots\n\n" + "\n\n".join(png_markdown(png, title) for title, png in images) + "\n"

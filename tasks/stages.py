@@ -24,11 +24,12 @@ from cpt_core.ingest.extract import ExtractConfig, run_extract
 from cpt_core.ingest.sources import Source
 from cpt_core.io import atomic_write_json
 from cpt_core.layout import RunLayout
+from cpt_core.report.model_card import write_model_card
 from cpt_core.state import record_outcome
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import TrainConfig
 from cpt_core.train.launch import run_train
-from tasks.reporting import PrefectProgress, publish_stage
+from tasks.reporting import PrefectProgress, complete_progress, publish_stage
 
 # Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way
 # each time, so retries stay few and short.
@@ -109,6 +110,7 @@ def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
         start = {"model_dir": champion["model_dir"], "parent": champion["run_id"], "source": cfg.source}
     else:
         model_dir = resolve_base_model(cfg, layout.cache, progress=PrefectProgress("base-model", layout.run_id))
+        complete_progress("base-model", layout.run_id)
         start = {"model_dir": str(model_dir), "parent": cfg.source, "source": cfg.source}
     atomic_write_json(pinned, start)
     return start
@@ -151,6 +153,7 @@ def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_g
         layout.eval,
         progress=PrefectProgress("evaluate", layout.run_id),
     )
+    write_model_card(layout)  # rewritten with the gate decision once promote has run
     return _finish("evaluate", layout, manifest)
 
 
@@ -167,6 +170,7 @@ def promote_task(cfg: PromoteConfig, layout: RunLayout, lineage: dict) -> dict:
     )
     outcome = "promoted" if manifest["summary"].get("promote") else "rejected"
     record_outcome(layout.state, layout.run_id, outcome, {"reasons": manifest["summary"].get("reasons", [])})
+    write_model_card(layout)
     return _finish("promote", layout, manifest)
 
 

@@ -212,7 +212,8 @@ class Registry:
         )
         chash = lineage.get("config_hash") or (config_hash(lineage["config"]) if "config" in lineage else None)
         base, trained = results.get("base") or {}, results.get("trained") or {}
-        delta = eval_delta(base, trained)
+        intervals = {k: v for k, v in (results.get("delta") or {}).items() if k.endswith("_ci")}
+        delta = {**eval_delta(base, trained), **intervals}
         parent_drift = 0.0 if parent_run_id is None else _drift(data, parent_run_id)
         entry = {
             "run_id": run_id,
@@ -331,7 +332,7 @@ def run_promote(
                 **decision.to_dict(),
                 "metrics": entry["metrics"],
                 "base_metrics": entry["base_metrics"],
-                "delta": entry["delta"],
+                "delta": {**(results.get("delta") or {}), **entry["delta"]},
                 "general_bpb_rel_to_base": entry["general_bpb_rel_to_base"],
                 "champion": champion,
             },

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.data.general_text import GeneralTextConfig, general_texts
 from cpt_core.data.knowledge_graph import load_facts, probe_rows
-from cpt_core.evaluate.bpb import bits_per_byte, bpb_summary, score_texts
+from cpt_core.evaluate.bootstrap import bpb_interval, paired_difference
+from cpt_core.evaluate.bpb import bpb_summary, score_texts
 from cpt_core.evaluate.harness import fact_probe_accuracy, run_lm_eval_tasks
 from cpt_core.faults import fault_point
 from cpt_core.io import atomic_write_json, iter_text_rows, jsonl_files
@@ -109,6 +110,21 @@ def load_model(model_dir: Path, device: str | None = None):
     return model.to(device or _pick_device()).eval(), tokenizer
 
 
+def _scored(model, tokenizer, cfg: EvalConfig, texts: list[str], languages, progress: ProgressFn) -> dict:
+    """Bits/byte of ``texts`` with its document-bootstrap interval, per language too when ``languages`` are
+    given; ``per_text`` keeps each text's NLL and bytes, so base and trained can be compared paired."""
+    nll, tokens, unscored = score_texts(model, tokenizer, texts, cfg.bpb_seq_len, cfg.batch_size, None, progress)
+    n_bytes = [len(t.encode("utf-8")) for t in texts]
+    summary = {**bpb_summary(texts, nll, tokens), "unscored_tokens": unscored, "bpb_ci": bpb_interval(nll, n_bytes)}
+    summary["per_text"] = {"nll": nll, "bytes": n_bytes, "language": languages}
+    for language in sorted({x for x in languages or [] if x}):
+        idx = [i for i, x in enumerate(languages) if x == language]
+        part = bpb_summary([texts[i] for i in idx], [nll[i] for i in idx], [tokens[i] for i in idx])
+        part["bpb_ci"] = bpb_interval([nll[i] for i in idx], [n_bytes[i] for i in idx])
+        summary.setdefault("by_language", {})[language] = part
+    return summary
+
+
 def evaluate_model(
     cfg: EvalConfig,
     model_dir: Path,
@@ -127,25 +143,11 @@ def evaluate_model(
     rows = read_heldout(domain_heldout, cfg.domain_max_chars)
     if not rows:
         raise ValueError(f"held-out text {domain_heldout} holds no non-empty 'text'")
-    texts = [r["text"] for r in rows]
-    nll, tokens, unscored = score_texts(
-        model, tokenizer, texts, cfg.bpb_seq_len, cfg.batch_size, None, progress
-    )
-    domain = {**bpb_summary(texts, nll, tokens), "unscored_tokens": unscored}
-    languages = sorted({r["language"] for r in rows if r["language"]})
-    if languages:
-        domain["by_language"] = {}
-        for language in languages:
-            idx = [i for i, r in enumerate(rows) if r["language"] == language]
-            domain["by_language"][language] = bpb_summary(
-                [texts[i] for i in idx], [nll[i] for i in idx], [tokens[i] for i in idx]
-            )
-    general_input = general_texts(cfg.general_heldout)
-    if not any(general_input):
+    domain = _scored(model, tokenizer, cfg, [r["text"] for r in rows], [r["language"] for r in rows], progress)
+    general_input = [t for t in general_texts(cfg.general_heldout) if t]
+    if not general_input:
         raise ValueError(f"general held-out source {cfg.general_heldout.source!r} yielded no text")
-    general = bits_per_byte(
-        model, tokenizer, general_input, cfg.bpb_seq_len, cfg.batch_size, progress=progress
-    )
+    general = _scored(model, tokenizer, cfg, general_input, None, progress)
     probe = None
     if cfg.fact_probe and knowledge_graph:
         probe = fact_probe_accuracy(
@@ -160,7 +162,9 @@ def evaluate_model(
     return {
         "model_dir": str(model_dir),
         "domain_bpb": domain["bpb"],
+        "domain_bpb_ci": domain["bpb_ci"],
         "general_bpb": general["bpb"],
+        "general_bpb_ci": general["bpb_ci"],
         "probe_acc": probe["acc"] if probe else None,
         "domain": domain,
         "general": general,
@@ -188,6 +192,43 @@ def eval_delta(base: dict, trained: dict) -> dict:
     }
 
 
+def _paired(base: dict, trained: dict) -> dict | None:
+    b, t = (base or {}).get("per_text") or {}, (trained or {}).get("per_text") or {}
+    if not b.get("nll") or b.get("bytes") != t.get("bytes"):
+        return None  # not scored on the same texts: no paired comparison
+    return paired_difference(b["nll"], t["nll"], b["bytes"])
+
+
+def paired_deltas(base: dict, trained: dict) -> dict:
+    """Trained minus base, paired over the same resampled documents: ``{domain_bpb_diff, domain_bpb_diff_ci,
+    domain_bpb_rel_ci, general_bpb_... , by_language: {lang: {diff, diff_ci, rel, rel_ci}}}``.
+
+    Needs the columns' ``per_text`` scores (``evaluate_model``); a metric without them is left out."""
+    out: dict[str, Any] = {}
+    for metric in ("domain", "general"):
+        paired = _paired(base.get(metric), trained.get(metric))
+        if paired is not None:
+            out[f"{metric}_bpb_diff"] = paired["diff"]
+            out[f"{metric}_bpb_diff_ci"] = paired["diff_ci"]
+            out[f"{metric}_bpb_rel_ci"] = paired["rel_ci"]
+    per_text_b = (base.get("domain") or {}).get("per_text") or {}
+    per_text_t = (trained.get("domain") or {}).get("per_text") or {}
+    languages = per_text_b.get("language") or []
+    if languages and "domain_bpb_diff" in out:
+        out["by_language"] = {}
+        for language in sorted({x for x in languages if x}):
+            idx = [i for i, x in enumerate(languages) if x == language]
+            out["by_language"][language] = paired_difference(
+                [per_text_b["nll"][i] for i in idx], [per_text_t["nll"][i] for i in idx],
+                [per_text_b["bytes"][i] for i in idx],
+            )
+    return out
+
+
+def _ci(interval) -> str:
+    return "" if not interval else f" [95% {_pct(interval[0])}, {_pct(interval[1])}]"
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:+.1f}%"
 
@@ -204,11 +245,14 @@ def run_evaluate(
     """The evaluate stage: base and trained model on the same texts and probe; writes ``results.json``.
 
     ``results.json`` is ``{base: {...}, trained: {...}, delta: {domain_bpb_rel, general_bpb_rel,
-    probe_acc_points}}``. Returns the stage manifest; its ``summary`` holds the headline numbers.
-    The base model enters the stage key through ``base_model.model_fingerprint`` (a content hash stored
+    probe_acc_points, and the paired intervals of ``paired_deltas``}}``; each column carries ``domain_bpb_ci``
+    and ``general_bpb_ci`` (document bootstrap, ``cpt_core.evaluate.bootstrap``). Returns the stage manifest; its ``summary`` holds the headline numbers.
+    Both models enter the stage key through ``base_model.model_fingerprint`` (a content hash stored
     beside the model, so it is computed once).
     """
-    inputs = [Path(trained_dir), Path(domain_heldout)] + ([Path(knowledge_graph)] if knowledge_graph else [])
+    # Both models enter the key by their content fingerprint (config, weights, tokenizer), not every file in
+    # their folders: the model card written beside a model must not make its evaluation stale.
+    inputs = [Path(domain_heldout)] + ([Path(knowledge_graph)] if knowledge_graph else [])
 
     def work(partial: Path) -> dict:
         started = time.time()
@@ -227,7 +271,7 @@ def run_evaluate(
             )
             fault_point("evaluate:model")
         progress(2, 2, "evaluated base and trained")
-        delta = eval_delta(columns["base"], columns["trained"])
+        delta = {**eval_delta(columns["base"], columns["trained"]), **paired_deltas(columns["base"], columns["trained"])}
         atomic_write_json(partial / "results.json", {**columns, "delta": delta})
         base, trained = columns["base"], columns["trained"]
         probe = (
@@ -242,20 +286,21 @@ def run_evaluate(
             "trained_general_bpb": trained["general_bpb"],
             "base_probe_acc": base["probe_acc"],
             "trained_probe_acc": trained["probe_acc"],
-            **delta,
+            **{k: v for k, v in delta.items() if k != "by_language"},
             "domain_tokens": trained["domain"]["tokens"],
             "general_tokens": trained["general"]["tokens"],
             "probe_n": trained["probe"]["n"] if trained["probe"] else 0,
             "seconds": round(time.time() - started, 3),
             "log_line": (
                 f"domain bpb {base['domain_bpb']:.4f} -> {trained['domain_bpb']:.4f} "
-                f"({_pct(delta['domain_bpb_rel'])}), general bpb {base['general_bpb']:.4f} -> "
-                f"{trained['general_bpb']:.4f} ({_pct(delta['general_bpb_rel'])}){probe} "
+                f"({_pct(delta['domain_bpb_rel'])}{_ci(delta.get('domain_bpb_rel_ci'))}), general bpb {base['general_bpb']:.4f} -> "
+                f"{trained['general_bpb']:.4f} ({_pct(delta['general_bpb_rel'])}"
+                f"{_ci(delta.get('general_bpb_rel_ci'))}){probe} "
                 f"in {time.time() - started:.1f}s"
             ),
         }
 
-    extra = {"base": model_fingerprint(base_dir)}
+    extra = {"base": model_fingerprint(base_dir), "trained": model_fingerprint(trained_dir)}
     return run_stage("evaluate", output, cfg, inputs, work, extra_key=extra, code=("cpt_core.evaluate", "cpt_core.data"))
 
 

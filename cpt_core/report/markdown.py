@@ -46,7 +46,7 @@ def pct(x: float | None) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:+.2f}%"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -86,7 +86,7 @@ def stage_markdown(title: str, manifest: dict) -> str:
     seconds = summary.get("seconds", manifest.get("seconds"))
     rows.append(["seconds", fmt(seconds), ""])
     rows.append(["skipped (output was up to date)", fmt(bool(manifest.get("skipped"))), ""])
-    parts = [f"## {title}", "", _table(["", "count", "share"], rows)]
+    parts = [f"## {title}", "", table(["", "count", "share"], rows)]
     if summary.get("log_line"):
         parts += ["", summary["log_line"]]
     ident = [f"{k} `{manifest[k]}`" for k in ("key", "config_hash", "code_version") if manifest.get(k)]
@@ -125,28 +125,48 @@ def _f(value, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def _eval_rows(results: dict) -> list[list[str]]:
+def _with_ci(value, interval, digits: int = 4) -> str:
+    """A bits/byte value with its 95% interval, when there is one: ``1.2345 [1.2001, 1.2710]``."""
+    text = _f(value, digits)
+    if interval and len(interval) == 2 and text != "—":
+        text += f" [{_f(interval[0], digits)}, {_f(interval[1], digits)}]"
+    return text
+
+
+def _pct_ci(rel, interval) -> str:
+    """A relative change with its paired 95% interval, when there is one."""
+    text = pct(rel)
+    if interval and len(interval) == 2 and text != "—":
+        text += f" [{pct(interval[0])}, {pct(interval[1])}]"
+    return text
+
+
+def eval_rows(results: dict) -> list[list[str]]:
     base, trained = results.get("base") or {}, results.get("trained") or {}
     delta = results.get("delta") or {}
     rows = [
         [
-            "domain bits/byte",
-            _f(base.get("domain_bpb"), 4),
-            _f(trained.get("domain_bpb"), 4),
-            pct(delta.get("domain_bpb_rel")),
-        ],
-        [
-            "general bits/byte",
-            _f(base.get("general_bpb"), 4),
-            _f(trained.get("general_bpb"), 4),
-            pct(delta.get("general_bpb_rel")),
-        ],
+            f"{metric} bits/byte",
+            _with_ci(base.get(f"{metric}_bpb"), base.get(f"{metric}_bpb_ci")),
+            _with_ci(trained.get(f"{metric}_bpb"), trained.get(f"{metric}_bpb_ci")),
+            _pct_ci(delta.get(f"{metric}_bpb_rel"), delta.get(f"{metric}_bpb_rel_ci")),
+        ]
+        for metric in ("domain", "general")
     ]
     by_base = (base.get("domain") or {}).get("by_language") or {}
     by_trained = (trained.get("domain") or {}).get("by_language") or {}
+    by_delta = delta.get("by_language") or {}
     for language in sorted(set(by_base) & set(by_trained)):
-        b, t = by_base[language]["bpb"], by_trained[language]["bpb"]
-        rows.append([f"domain bits/byte [{language}]", _f(b, 4), _f(t, 4), pct((t - b) / b if b else None)])
+        b, t = by_base[language], by_trained[language]
+        rel = (t["bpb"] - b["bpb"]) / b["bpb"] if b["bpb"] else None
+        rows.append(
+            [
+                f"domain bits/byte [{language}]",
+                _with_ci(b["bpb"], b.get("bpb_ci")),
+                _with_ci(t["bpb"], t.get("bpb_ci")),
+                _pct_ci(rel, (by_delta.get(language) or {}).get("rel_ci")),
+            ]
+        )
     if base.get("probe_acc") is not None or trained.get("probe_acc") is not None:
         points = delta.get("probe_acc_points")
         rows.append(
@@ -193,8 +213,12 @@ def run_markdown(
     base_model: str,
     notes: list[str],
     images: dict[str, str] | None = None,
+    artifact_failures: int | None = None,
 ) -> str:
     """The final report of a run.
+
+    ``artifact_failures``, when given, is how many Prefect artifacts of the run failed to publish (the
+    files on disk are complete either way); it is shown under the warnings.
 
     ``images`` maps a caption to a path relative to the report; by default the loss curve is linked when a
     ``train`` stage is listed and the eval bars when there are results (``write_run_report`` draws both
@@ -209,17 +233,24 @@ def run_markdown(
     parts = [f"# Run `{run_id}`", "", f"Started from: `{base_model}`", ""]
     if notes:
         parts += ["## Warnings", ""] + [f"- **Warning:** {note}" for note in notes] + [""]
+    if artifact_failures is not None:
+        parts += [f"Prefect artifacts that failed to publish: {artifact_failures}", ""]
     parts += ["## Stages", ""]
     parts.append(
-        _table(
+        table(
             ["stage", "in", "out", "time", "status", "summary"],
             [_stage_row(name, m) for name, m in stages.items()],
         )
     )
     parts += ["", "## Base vs trained", ""]
     if results:
-        parts.append(_table(["metric", "base", "trained", "change"], _eval_rows(results)))
-        parts += ["", "bits/byte: lower is better; change is relative. Probe accuracy change is in points."]
+        parts.append(table(["metric", "base", "trained", "change"], eval_rows(results)))
+        parts += [
+            "",
+            "bits/byte: lower is better; change is relative. Brackets: 95% bootstrap interval over held-out "
+            "documents (the change's interval is paired: the same resampled documents for both models). "
+            "Probe accuracy change is in points.",
+        ]
         changes = _probe_changes(results)
         if changes:
             parts += ["", "Fact probe:", ""] + changes

@@ -99,3 +99,43 @@ def test_bad_threshold_in_a_recipe_names_file_and_field(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(recipe, [])
     assert str(recipe) in str(err.value) and "promote.max_general_bpb_regression" in str(err.value)
+
+
+def with_intervals(res: dict, domain_ci=None, general_ci=None) -> dict:
+    res["delta"] = {"domain_bpb_rel_ci": domain_ci, "general_bpb_rel_ci": general_ci}
+    return res
+
+
+def test_a_point_gain_whose_interval_reaches_below_the_threshold_is_refused():
+    # -10% domain on the point value clears the old point rule, but the interval reaches -0.5%: refused.
+    res = results()
+    assert decide(CFG, res, None).promote
+    d = decide(CFG, with_intervals(res, domain_ci=[-0.2, -0.005], general_ci=[0.0, 0.015]), None)
+    assert not d.promote
+    failed = [r for r in d.reasons if "FAILED" in r]
+    assert len(failed) == 1 and failed[0].startswith("domain bits/byte")
+    assert "95% interval [-20.00%, -0.50%]" in failed[0] and "across the whole interval" in failed[0]
+    # The same point gain with an interval entirely past the threshold passes.
+    d = decide(CFG, with_intervals(results(), domain_ci=[-0.2, -0.02], general_ci=[0.0, 0.015]), None)
+    assert d.promote, d.reasons
+
+
+def test_a_general_rise_within_tolerance_whose_interval_exceeds_it_is_refused():
+    # +1% general on the point value is within the 2% tolerance; the interval's upper end (+2.5%) is not.
+    res = with_intervals(results(), domain_ci=[-0.2, -0.05], general_ci=[-0.005, 0.025])
+    d = decide(CFG, res, None)
+    assert not d.promote
+    failed = [r for r in d.reasons if "FAILED" in r]
+    assert len(failed) == 1 and failed[0].startswith("general bits/byte 1.0000")
+    assert "+2.50%" in failed[0] and "upper end of the interval" in failed[0]
+    # The bound vs the original base still uses the compounded point change, and still applies.
+    champion = {"run_id": "r2", "model_dir": "/m/r2"}
+    res = with_intervals(results(general=(1.0, 1.01)), domain_ci=[-0.2, -0.05], general_ci=[0.0, 0.015])
+    d = decide(PromoteConfig(max_general_regression_vs_base=0.04), res, champion, parent="r2", champion_drift=0.035)
+    assert not d.promote and any("max_general_regression_vs_base" in r and "FAILED" in r for r in d.reasons)
+
+
+def test_missing_intervals_fall_back_to_point_values():
+    d = decide(CFG, with_intervals(results(), domain_ci=None, general_ci=[float("nan"), float("nan")]), None)
+    assert d.promote, d.reasons
+    assert not any("interval" in r for r in d.reasons)

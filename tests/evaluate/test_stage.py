@@ -75,6 +75,23 @@ def test_run_evaluate_writes_results_and_skips_on_rerun(setup, tmp_path):
     assert set(trained["domain"]["by_language"]) == {"en", "xx"}
     assert sum(v["bytes"] for v in trained["domain"]["by_language"].values()) == trained["domain"]["bytes"]
     assert trained["probe"]["n"] == len(setup["rows"])
+    # Document-bootstrap intervals around each bpb, per language, and paired around the change.
+    for column in (base, trained):
+        for metric in ("domain", "general"):
+            lo, hi = column[f"{metric}_bpb_ci"]
+            assert lo - 1e-9 <= column[f"{metric}_bpb"] <= hi + 1e-9
+        for part in column["domain"]["by_language"].values():
+            assert part["bpb_ci"][0] - 1e-9 <= part["bpb"] <= part["bpb_ci"][1] + 1e-9
+    lo, hi = delta["domain_bpb_rel_ci"]
+    assert lo - 1e-9 <= delta["domain_bpb_rel"] <= hi + 1e-9 and hi < 0  # trained on these texts: better on every resample
+    assert delta["general_bpb_rel_ci"][0] - 1e-9 <= delta["general_bpb_rel"] <= delta["general_bpb_rel_ci"][1] + 1e-9
+    assert delta["domain_bpb_diff"] == pytest.approx(trained["domain_bpb"] - base["domain_bpb"])
+    assert set(delta["by_language"]) == {"en", "xx"}
+    for language, change in delta["by_language"].items():
+        b, t = base["domain"]["by_language"][language]["bpb"], trained["domain"]["by_language"][language]["bpb"]
+        assert change["diff"] == pytest.approx(t - b)
+        assert change["diff_ci"][0] - 1e-9 <= change["diff"] <= change["diff_ci"][1] + 1e-9
+    assert "95%" in manifest["summary"]["log_line"]
     summary = manifest["summary"]
     assert summary["trained_domain_bpb"] == trained["domain_bpb"]
     assert "domain bpb" in summary["log_line"] and summary["seconds"] > 0

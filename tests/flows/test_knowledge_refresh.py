@@ -150,9 +150,14 @@ def test_training_lowers_domain_bpb_and_the_decision_follows_the_gate(finished_r
 
     # First run, no champion: promoted exactly when every check of the gate passes.
     gate = config.promote
+    # The gate judges the pessimistic end of each paired 95% interval, which brackets the point change.
+    for metric in ("domain", "general"):
+        lo, hi = delta[f"{metric}_bpb_rel_ci"]
+        assert lo - 1e-9 <= delta[f"{metric}_bpb_rel"] <= hi + 1e-9  # one text: a zero-width interval
+        assert base[f"{metric}_bpb_ci"][0] - 1e-9 <= base[f"{metric}_bpb"] <= base[f"{metric}_bpb_ci"][1] + 1e-9
     passes = (
-        delta["domain_bpb_rel"] <= -gate.min_domain_bpb_gain
-        and delta["general_bpb_rel"] <= gate.max_general_bpb_regression
+        delta["domain_bpb_rel_ci"][1] <= -gate.min_domain_bpb_gain
+        and delta["general_bpb_rel_ci"][1] <= gate.max_general_bpb_regression
         and delta["probe_acc_points"] >= gate.min_probe_gain
     )
     decision = json.loads((layout.run / "promote" / "decision.json").read_text())
@@ -161,6 +166,34 @@ def test_training_lowers_domain_bpb_and_the_decision_follows_the_gate(finished_r
     registry = Registry(layout.registry)
     assert any(entry["run_id"] == "r1" for entry in json.loads(layout.registry.read_text())["history"])
     assert (registry.champion() or {}).get("run_id") == ("r1" if passes else None)
+    assert decision["delta"]["domain_bpb_rel_ci"] == delta["domain_bpb_rel_ci"]
+    assert any("95% interval" in reason for reason in decision["reasons"])
+
+    # The model card beside the saved model names the base, the data mix, the evaluation and the decision.
+    card = (layout.model / "final" / "README.md").read_text()
+    start = json.loads((layout.run / "start.json").read_text())
+    assert card.startswith("# Model `r1`") and f"base model `{start['parent']}`" in card
+    assert "## Mix" in card and "| replay |" in card and "## Training config" in card
+    assert "| domain bits/byte |" in card and "[" in card.split("| domain bits/byte |")[1].split("\n")[0]
+    assert ("**Promoted** to champion" if passes else "**Not promoted**") in card
+    # The run report shows the publishing failure count; the UI copy has no relative image links.
+    report = (layout.report / "run_report.md").read_text()
+    assert "Prefect artifacts that failed to publish: 0" in report
+
+
+def test_the_ui_shows_run_names_finished_progress_and_a_report_without_broken_links(finished_run):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        names = {run.name for run in client.read_flow_runs()}
+        artifacts = [a for a in client.read_artifacts() if (a.key or "").startswith("r1-")]
+    assert {"knowledge-refresh-r1", "ingest-r1", "curate-r1", "train-r1", "evaluate-r1"} <= names
+    progress = [a for a in artifacts if a.type == "progress"]
+    assert {a.key for a in progress} >= {"r1-crawl-progress", "r1-extract-progress", "r1-train-progress"}
+    assert all(float(a.data) == 100.0 for a in progress), {a.key: a.data for a in progress}
+    reports = [a for a in artifacts if a.key == "r1-run-report"]
+    assert reports and all("](loss_curve.png)" not in a.data and "](eval_delta.png)" not in a.data for a in reports)
+    assert "data:image/png;base64," in reports[-1].data
 
 
 def test_rerun_of_a_finished_run_does_no_work(finished_run):

@@ -96,3 +96,17 @@ def test_write_report_is_atomic(tmp_path):
     write_report(tmp_path / "report", "run.md", "# again\n")
     assert path.read_text() == "# again\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["run.md"]
+
+
+def test_run_markdown_shows_intervals_and_artifact_failures():
+    results = {
+        "base": {"domain_bpb": 1.2, "domain_bpb_ci": [1.15, 1.25], "general_bpb": 0.9},
+        "trained": {"domain_bpb": 1.05, "domain_bpb_ci": [1.0, 1.1], "general_bpb": 0.918},
+        "delta": {"domain_bpb_rel": -0.125, "domain_bpb_rel_ci": [-0.15, -0.1], "general_bpb_rel": 0.02},
+    }
+    md = run_markdown("run-9", {}, results, {}, "base", [], images={}, artifact_failures=3)
+    assert "| domain bits/byte | 1.2000 [1.1500, 1.2500] | 1.0500 [1.0000, 1.1000] | -12.50% [-15.00%, -10.00%] |" in md
+    assert "| general bits/byte | 0.9000 | 0.9180 | +2.00% |" in md  # no interval: none shown
+    assert "95% bootstrap interval" in md
+    assert "Prefect artifacts that failed to publish: 3" in md
+    assert "failed to publish" not in run_markdown("run-9", {}, results, {}, "base", [])
