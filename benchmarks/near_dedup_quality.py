@@ -139,7 +139,9 @@ def edit(text: str, vocab: list[str], rng: random.Random, rate: float, language:
     for pos in rng.sample(range(len(words)), k=len(words) // 8):  # surface noise: must not matter
         noise = rng.choice("pcsn")
         if noise == "p":
-            words[pos] = words[pos].rstrip(".,;:!?") if rng.random() < 0.5 else words[pos] + rng.choice(",.;!")
+            words[pos] = (
+                words[pos].rstrip(".,;:!?") if rng.random() < 0.5 else words[pos] + rng.choice(",.;!")
+            )
         elif noise == "c" and language == "en":
             words[pos] = words[pos].upper() if rng.random() < 0.5 else words[pos].capitalize()
         elif noise == "s":
@@ -226,7 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
-    rows, totals = [], {"ours": [set(), set()], "ref": [set(), set()], "est": set(), "n": 0, "t_ours": 0.0, "t_ref": 0.0}
+    rows, totals = (
+        [],
+        {"ours": [set(), set()], "ref": [set(), set()], "est": set(), "n": 0, "t_ours": 0.0, "t_ref": 0.0},
+    )
     for language in ("en", "ko"):
         docs, grams = corpus(language, args.docs, args.cache, rng, args.char_ngram)
         truth, sims = truth_pairs(docs, grams, args.threshold)
@@ -247,7 +252,15 @@ def main(argv: list[str] | None = None) -> None:
     all_ours = scores(*totals["ours"])
     all_ref = scores(*totals["ref"])
     rows.append(
-        ("all", totals["n"], len(totals["ours"][1]), sum(r[3] for r in rows), all_ours, all_ref, totals["est"])
+        (
+            "all",
+            totals["n"],
+            len(totals["ours"][1]),
+            sum(r[3] for r in rows),
+            all_ours,
+            all_ref,
+            totals["est"],
+        )
     )
     print(f"near dedup at Jaccard >= {args.threshold} (exact truth on the shingle sets), seed {args.seed}")
     print(
@@ -256,7 +269,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for lang, n, t, near, (p, r, f), (rp, rr, rf), est in rows:
-        truth = totals["ours"][1] if lang == "all" else {x for x in totals["ours"][1] if min(x).startswith(lang)}
+        truth = (
+            totals["ours"][1] if lang == "all" else {x for x in totals["ours"][1] if min(x).startswith(lang)}
+        )
         ef = scores(est, truth)[2]
         print(
             f"| {lang} | {n} | {t} | {near} | {p:.3f} | {r:.3f} | {f:.3f} | {ef:.3f} | "
