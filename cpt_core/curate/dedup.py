@@ -3,11 +3,18 @@
 Exact: a document's key is the sha256 of its text lower-cased with every whitespace run collapsed to one
 space, so copies that differ only in case, indentation or line wrapping collide.
 
-Near: each document becomes a set of shingles (word n-grams; character n-grams for languages written without
-spaces between words, chosen by ``metadata["language"]`` or, without it, by how few spaces the text has),
-hashed into a datasketch ``MinHash`` and looked up in a ``MinHashLSH`` index. LSH only proposes candidates,
-so each candidate's estimated Jaccard similarity is checked against ``threshold``; the most similar (ties:
-the earliest) becomes ``metadata["duplicate_of"]`` with ``metadata["duplicate_similarity"]``.
+Near: each document's text is normalised (NFKC, case folding, punctuation and symbols to spaces, whitespace
+runs to one space) and becomes a set of shingles: word ``ngram``-grams, or character ``char_ngram``-grams
+with the spaces removed for Korean and languages written without spaces (chosen by
+``metadata["language"]`` or, without it, by how few spaces the text has). The set is hashed into a
+datasketch ``MinHash`` and looked up in a ``MinHashLSH`` index whose bands and rows are chosen so that a
+pair exactly at ``threshold`` becomes a candidate with probability ``lsh_recall`` (``lsh_params``), not
+datasketch's balanced default, which loses a large share of the pairs just above the threshold. LSH only
+proposes candidates: each is verified against ``threshold`` by exact Jaccard on the shingle sets (this run's
+documents keep 64-bit digests of their shingles) or, for earlier runs' documents, of which only signatures
+are stored, by the MinHash estimate. The most similar (ties: the earliest) becomes
+``metadata["duplicate_of"]`` with ``metadata["duplicate_similarity"]``.
+``benchmarks/near_dedup_quality.py`` measures this on real English and Korean text.
 
 Order: within a run the first document in input order wins, so both steps run as a single datatrove task
 (the input files are read in sorted order) and their output is deterministic. Across runs,
@@ -24,7 +31,7 @@ Trade-offs: everything lives in memory (a 128-permutation signature is 1 KB per 
 and fast up to a few million documents; beyond that datatrove's multi-stage on-disk ``MinhashDedup*``
 pipeline is the tool. A step's key holds the list of runs it saw, which is pinned per run: a finished step
 is not redone just because another run finished since. Signatures made with other MinHash parameters (num_perm, seed,
-shingle size) cannot be compared; those runs are skipped with a warning and an ``earlier_runs_incompatible``
+shingle sizes, shingling version) cannot be compared; those runs are skipped with a warning and an ``earlier_runs_incompatible``
 stat.
 """
 
