@@ -3,11 +3,18 @@
 Exact: a document's key is the sha256 of its text lower-cased with every whitespace run collapsed to one
 space, so copies that differ only in case, indentation or line wrapping collide.
 
-Near: each document becomes a set of shingles (word n-grams; character n-grams for languages written without
-spaces between words, chosen by ``metadata["language"]`` or, without it, by how few spaces the text has),
-hashed into a datasketch ``MinHash`` and looked up in a ``MinHashLSH`` index. LSH only proposes candidates,
-so each candidate's estimated Jaccard similarity is checked against ``threshold``; the most similar (ties:
-the earliest) becomes ``metadata["duplicate_of"]`` with ``metadata["duplicate_similarity"]``.
+Near: each document's text is normalised (NFKC, case folding, punctuation and symbols to spaces, whitespace
+runs to one space) and becomes a set of shingles: word ``ngram``-grams, or character ``char_ngram``-grams
+with the spaces removed for Korean and languages written without spaces (chosen by
+``metadata["language"]`` or, without it, by how few spaces the text has). The set is hashed into a
+datasketch ``MinHash`` and looked up in a ``MinHashLSH`` index whose bands and rows are chosen so that a
+pair exactly at ``threshold`` becomes a candidate with probability ``lsh_recall`` (``lsh_params``), not
+datasketch's balanced default, which loses a large share of the pairs just above the threshold. LSH only
+proposes candidates: each is verified against ``threshold`` by exact Jaccard on the shingle sets (this run's
+documents keep 64-bit digests of their shingles) or, for earlier runs' documents, of which only signatures
+are stored, by the MinHash estimate. The most similar (ties: the earliest) becomes
+``metadata["duplicate_of"]`` with ``metadata["duplicate_similarity"]``.
+``benchmarks/near_dedup_quality.py`` measures this on real English and Korean text.
 
 Order: within a run the first document in input order wins, so both steps run as a single datatrove task
 (the input files are read in sorted order) and their output is deterministic. Across runs,
@@ -24,7 +31,7 @@ Trade-offs: everything lives in memory (a 128-permutation signature is 1 KB per 
 and fast up to a few million documents; beyond that datatrove's multi-stage on-disk ``MinhashDedup*``
 pipeline is the tool. A step's key holds the list of runs it saw, which is pinned per run: a finished step
 is not redone just because another run finished since. Signatures made with other MinHash parameters (num_perm, seed,
-shingle size) cannot be compared; those runs are skipped with a warning and an ``earlier_runs_incompatible``
+shingle sizes, shingling version) cannot be compared; those runs are skipped with a warning and an ``earlier_runs_incompatible``
 stat.
 """
 
@@ -34,6 +41,7 @@ import hashlib
 import logging
 import os
 import shutil
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +61,9 @@ INDEX_DIR = "index"
 EXACT_FILE = "exact.txt"
 NEAR_FILE = "minhash.npz"
 INDEX_FILES = {"exact": EXACT_FILE, "near": NEAR_FILE}
+# 2: NFKC, case folding and punctuation/symbol removal before shingling; Korean and space-less scripts
+# shingled without spaces, in ``char_ngram`` characters. Signatures of another version are not comparable.
+SHINGLING_VERSION = 2
 
 # Languages written without spaces between words (or, for Korean, with spaces between long inflected
 # units whose particles change under paraphrase): character shingles compare them far better than words.
@@ -66,18 +77,73 @@ class ExactDedupConfig(BaseModel):
 
 
 class NearDedupConfig(BaseModel):
-    """MinHash LSH over word n-grams: documents whose estimated Jaccard similarity is >= threshold."""
+    """MinHash LSH over shingles: documents whose Jaccard similarity to a kept one is >= threshold."""
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     threshold: float = Field(0.7, gt=0, le=1)
     num_perm: int = Field(128, ge=16)
-    ngram: int = Field(5, ge=1, description="shingle size in words (characters for scripts without spaces)")
+    ngram: int = Field(5, ge=1, description="shingle size in words")
+    char_ngram: int = Field(
+        5, ge=1, description="shingle size in characters, for scripts without spaces and for Korean"
+    )
     seed: int = 1
+    lsh_recall: float = Field(
+        0.999,
+        gt=0,
+        lt=1,
+        description="chance that a pair exactly at the threshold becomes an LSH candidate; sets bands x rows",
+    )
+    exact_verify: bool = Field(
+        True,
+        description="verify candidates from this run by exact Jaccard on their shingles (memory: the "
+        "shingle hashes of every kept document); earlier runs' candidates use the MinHash estimate",
+    )
 
 
 def normalise_text(text: str) -> str:
+    """Case and whitespace folding: the key of exact dedup (unchanged, so earlier runs' hashes still match)."""
     return " ".join(text.lower().split())
+
+
+class _DropTable(dict):
+    """``str.translate`` table filled on first sight of each code point: punctuation (P*), symbols (S*)
+    and control/format characters (C*) become a space, everything else stays."""
+
+    def __missing__(self, cp: int) -> str:
+        ch = chr(cp)
+        value = " " if unicodedata.category(ch)[0] in "PSC" and not ch.isspace() else ch
+        self[cp] = value
+        return value
+
+
+_DROP_TABLE = _DropTable()
+
+
+def normalise_for_shingles(text: str) -> str:
+    """NFKC, case folding, punctuation and symbols to spaces, whitespace runs to one space.
+
+    NFKC maps full-width and compatibility forms (ｆｕｌｌ, ①, ﬁ) to their plain letters first, so the
+    later steps see one spelling; punctuation becomes a space rather than nothing so "end.Start" stays two
+    words.
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().translate(_DROP_TABLE).split())
+
+
+def lsh_params(threshold: float, num_perm: int, recall: float) -> tuple[int, int]:
+    """(bands, rows) with bands x rows <= num_perm: the most rows (fewest false candidates) for which a
+    pair of Jaccard ``threshold`` still becomes a candidate with probability >= ``recall``.
+
+    datasketch's default choice balances false positives and negatives equally, which puts the S-curve's
+    midpoint near the threshold and loses a large share of the pairs just above it; here candidates are
+    verified afterwards, so false candidates only cost time and recall is what the bands must buy.
+    """
+    best = (num_perm, 1)
+    for rows in range(1, num_perm + 1):
+        bands = num_perm // rows
+        if 1 - (1 - threshold**rows) ** bands >= recall:
+            best = (bands, rows)
+    return best
 
 
 def exact_hash(text: str) -> str:
@@ -90,22 +156,27 @@ def uses_character_shingles(text: str, language: str | None) -> bool:
     return text.count(" ") < MIN_SPACE_RATIO * max(len(text), 1)
 
 
-def shingles(text: str, ngram: int, language: str | None = None) -> set[str]:
-    """Word n-grams of the normalised text, or character n-grams for space-less scripts.
+def shingles(text: str, ngram: int, language: str | None = None, char_ngram: int | None = None) -> set[str]:
+    """Word ``ngram``-grams of the normalised text, or character ``char_ngram``-grams (default: ``ngram``)
+    for space-less scripts and Korean, whose spaces are dropped first (Korean spacing varies between
+    writers of the same sentence).
 
     A text shorter than one shingle is its own single shingle: an empty MinHash would match every other
     empty one.
     """
-    norm = normalise_text(text)
+    norm = normalise_for_shingles(text)
     if uses_character_shingles(norm, language):
-        units: list[str] | str = norm
-        joiner = ""
+        units: list[str] | str = norm.replace(" ", "")
+        joiner, size = "", char_ngram or ngram
     else:
-        units = norm.split(" ")
-        joiner = " "
-    if len(units) <= ngram:
-        return {norm}
-    return {joiner.join(units[i : i + ngram]) for i in range(len(units) - ngram + 1)}
+        units, joiner, size = norm.split(" "), " ", ngram
+    if len(units) <= size:
+        return {joiner.join(units)}
+    return {joiner.join(units[i : i + size]) for i in range(len(units) - size + 1)}
+
+
+def _shingle_digest(gram: str) -> int:
+    return int.from_bytes(hashlib.blake2b(gram.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def _safe_id(doc_id: str) -> str:
@@ -205,6 +276,13 @@ class _Entry:
     run: str | None  # None: this run
     doc_id: str
     minhash: object  # datasketch LeanMinHash
+    shingle_hashes: frozenset[int] | None = None  # this run's documents, for exact verification
+
+
+def jaccard(a: frozenset | set, b: frozenset | set) -> float:
+    if not a and not b:
+        return 1.0
+    return len(a & b) / len(a | b)
 
 
 class NearDedupFilter(BaseFilter):
@@ -231,13 +309,32 @@ class NearDedupFilter(BaseFilter):
         self._template = None
 
     def _params(self) -> dict:
-        return {"num_perm": self.config.num_perm, "seed": self.config.seed, "ngram": self.config.ngram}
+        cfg = self.config
+        return {
+            "num_perm": cfg.num_perm,
+            "seed": cfg.seed,
+            "ngram": cfg.ngram,
+            "char_ngram": cfg.char_ngram,
+            "shingling": SHINGLING_VERSION,
+        }
+
+    @staticmethod
+    def _stored_params(data) -> dict:
+        """The parameters an index was made with; indexes from before ``char_ngram`` and the shingle
+        normalisation existed read as shingling version 1 (character shingles of ``ngram`` characters)."""
+        params = {k: int(data[k]) for k in ("num_perm", "seed", "ngram")}
+        params["char_ngram"] = int(data["char_ngram"]) if "char_ngram" in data else params["ngram"]
+        params["shingling"] = int(data["shingling"]) if "shingling" in data else 1
+        return params
 
     def _setup(self) -> None:
         from datasketch import LeanMinHash, MinHash, MinHashLSH
 
         cfg = self.config
-        self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+        bands, rows = lsh_params(cfg.threshold, cfg.num_perm, cfg.lsh_recall)
+        self._lsh = MinHashLSH(num_perm=cfg.num_perm, params=(bands, rows))
+        self.stat_update("lsh_bands", value=bands)
+        self.stat_update("lsh_rows", value=rows)
         # One template: computing the permutations once instead of per document.
         self._template = MinHash(num_perm=cfg.num_perm, seed=cfg.seed)
         runs = _earlier_runs(Path(self.dedup_state), self.earlier_runs)
@@ -247,7 +344,7 @@ class NearDedupFilter(BaseFilter):
             if not path.is_file():
                 continue
             with np.load(path, allow_pickle=False) as data:
-                params = {k: int(data[k]) for k in ("num_perm", "seed", "ngram")}
+                params = self._stored_params(data)
                 scheme = str(data["scheme"])
                 if params != self._params() or scheme != self._template.scheme:
                     logger.warning(
@@ -272,7 +369,11 @@ class NearDedupFilter(BaseFilter):
         self._lsh.insert(len(self._entries), entry.minhash, check_duplication=False)
         self._entries.append(entry)
 
-    def minhash(self, doc: Document):
+    def shingles(self, doc: Document) -> set[str]:
+        cfg = self.config
+        return shingles(doc.text, cfg.ngram, doc.metadata.get("language"), cfg.char_ngram)
+
+    def minhash(self, doc: Document, grams: set[str] | None = None):
         from datasketch import LeanMinHash, MinHash
 
         mh = MinHash(
@@ -281,18 +382,28 @@ class NearDedupFilter(BaseFilter):
             permutations=self._template.permutations,
             scheme=self._template.scheme,
         )
-        mh.update_batch(
-            [s.encode("utf-8") for s in shingles(doc.text, self.config.ngram, doc.metadata.get("language"))]
-        )
+        mh.update_batch([s.encode("utf-8") for s in (self.shingles(doc) if grams is None else grams)])
         return LeanMinHash(mh)
 
+    def _similarity(self, mh, hashes: frozenset[int] | None, entry: _Entry) -> float:
+        """Exact Jaccard when both shingle sets are at hand (this run), else the MinHash estimate."""
+        if hashes is not None and entry.shingle_hashes is not None:
+            return jaccard(hashes, entry.shingle_hashes)
+        return mh.jaccard(entry.minhash)
+
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        mh = self.minhash(doc)
+        grams = self.shingles(doc)
+        mh = self.minhash(doc, grams)
+        # 64-bit digests of the shingles: exact set comparison at a fraction of the strings' memory.
+        hashes = frozenset(_shingle_digest(g) for g in grams) if self.config.exact_verify else None
         best, best_sim = None, -1.0
-        for key in sorted(self._lsh.query(mh)):  # sorted: ties go to the earliest document
-            sim = mh.jaccard(self._entries[key].minhash)
+        candidates = sorted(self._lsh.query(mh))  # sorted: ties go to the earliest document
+        for key in candidates:
+            sim = self._similarity(mh, hashes, self._entries[key])
             if sim > best_sim:
                 best, best_sim = self._entries[key], sim
+        if candidates:
+            self.stat_update("lsh_candidates", value=len(candidates))
         if best is not None and best_sim >= self.config.threshold:
             doc.metadata["duplicate_of"] = best.doc_id
             doc.metadata["duplicate_similarity"] = round(best_sim, 4)
@@ -300,7 +411,7 @@ class NearDedupFilter(BaseFilter):
                 doc.metadata["duplicate_of_run"] = best.run
                 return False, "near_duplicate_of_earlier_run"
             return False, "near_duplicate"
-        self._insert(_Entry(None, doc.id, mh))
+        self._insert(_Entry(None, doc.id, mh, hashes))
         return True
 
     def _write_index(self) -> None:

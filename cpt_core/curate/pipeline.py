@@ -157,7 +157,7 @@ def summarise(step: str, stats: dict, seconds: float) -> dict:
                 if key.startswith("dropped_"):
                     dropped[key.removeprefix("dropped_")] += int(value)
                     named += int(value)
-                elif key.startswith(("earlier_", "tokenizer_fallback_")):
+                elif key.startswith(("earlier_", "tokenizer_fallback_", "lsh_", "pii_")):
                     extra[key] = int(value)
             if int(metrics.get("dropped", 0)) > named:  # a filter that gave no reason
                 dropped["unspecified"] += int(metrics["dropped"]) - named

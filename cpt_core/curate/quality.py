@@ -17,6 +17,9 @@ its word tokenizer (spaCy blank models for most languages, kiwipiepy morphemes f
 instances are built per language, lazily, on the first document of that language, and cached. A language
 whose tokenizer cannot be loaded here (e.g. Japanese needs sudachipy) falls back to datatrove's generic
 whitespace tokenizer, with a warning and a ``tokenizer_fallback_<lang>`` stat, rather than failing the run.
+
+Kept documents then have their personal data redacted (``cpt_core.curate.pii``, config ``pii``): scoring
+runs on the original text, and the counts per type are the stats ``pii_<type>`` and ``pii_documents``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, Gop
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
+
+from cpt_core.curate.pii import PIIConfig, redact
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +80,7 @@ class QualityConfig(BaseModel):
     default_language: str = Field(
         "en", description="language assumed for documents without metadata.language"
     )
+    pii: PIIConfig = Field(default_factory=PIIConfig, description="redaction applied to kept documents")
 
     def gopher_settings(self, language: str) -> GopherSettings:
         return self.gopher.get(language) or self.gopher.get("en") or GopherSettings()
@@ -145,4 +151,10 @@ class QualityFilter(BaseFilter):
             keep, reason = get_filter_result(inner.filter(doc))
             if not keep:
                 return False, f"{prefix}{reason or type(inner).__name__}"
+        if self.config.pii.enabled:
+            doc.text, found = redact(doc.text, self.config.pii)
+            for kind, count in found.items():
+                self.stat_update(f"pii_{kind}", value=count)
+            if found:
+                self.stat_update("pii_documents")
         return True

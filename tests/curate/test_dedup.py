@@ -90,7 +90,8 @@ def test_normalisation_and_shingles():
     assert words == {"one two three four five", "two three four five six"}
     chars = shingles("日本の首都は東京", 5, "ja")
     assert "日本の首都" in chars and len(chars) == 4
-    assert shingles("서울은 큰 도시이다", 5, "ko") >= {"서울은 큰"}  # Korean: character shingles
+    # Korean: character shingles, spaces dropped (spacing varies between writers of the same sentence)
+    assert shingles("서울은 큰 도시이다", 5, "ko") == {"서울은큰도", "울은큰도시", "은큰도시이", "큰도시이다"}
     assert shingles("東京都の人口は多い", 3, None) >= {"東京都"}  # no language: few spaces -> characters
     assert shingles("tiny", 5, "en") == {"tiny"}
 
