@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,6 +65,11 @@ class PromoteConfig(BaseModel):
         ge=-1.0,
         le=1.0,
         description="fact-probe accuracy gain required, in points of 1.0 (a negative value tolerates a drop)",
+    )
+    judge_on: Literal["interval", "point"] = Field(
+        "interval",
+        description="bits/byte changes judged at the pessimistic end of their paired 95% bootstrap interval "
+        "(interval), or on the point values alone (point: for tiny held-out sets where intervals are wide)",
     )
 
 
@@ -177,7 +183,8 @@ def decide(
     ok, reason = _baseline_reason(champion, parent)
     reasons = [reason]
 
-    intervals = results.get("delta") or {}
+    # Judged on the pessimistic end of the paired intervals unless the recipe asks for point values.
+    intervals = (results.get("delta") or {}) if cfg.judge_on == "interval" else {}
     rel = delta["domain_bpb_rel"]
     if bad_number(rel):
         ok = False

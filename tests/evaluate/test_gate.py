@@ -118,6 +118,10 @@ def test_a_point_gain_whose_interval_reaches_below_the_threshold_is_refused():
     # The same point gain with an interval entirely past the threshold passes.
     d = decide(CFG, with_intervals(results(), domain_ci=[-0.2, -0.02], general_ci=[0.0, 0.015]), None)
     assert d.promote, d.reasons
+    # A recipe that asks for point values (tiny held-out sets) is judged on them alone.
+    point = CFG.model_copy(update={"judge_on": "point"})
+    d = decide(point, with_intervals(results(), domain_ci=[-0.2, -0.005], general_ci=[0.0, 0.015]), None)
+    assert d.promote and not any("interval" in r for r in d.reasons), d.reasons
 
 
 def test_a_general_rise_within_tolerance_whose_interval_exceeds_it_is_refused():
