@@ -5,21 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from cpt_core.ingest import crawl as crawl_mod
-from cpt_core.ingest import fetch as fetch_mod
 from cpt_core.ingest.crawl import CrawlConfig, commit_frontier, load_frontier, run_crawl
 from cpt_core.ingest.fetch import Response
 from cpt_core.ingest.urls import normalise_url
 from cpt_core.ingest.warc import WarcFiles
+from tests.ingest.conftest import serving
 
 KO_TEXT = "대한민국의 수도 서울에서는 오늘 새로운 시립 도서관이 문을 열었다. 시민들은 개관 첫날부터 많은 책을 빌려 갔다."
 EUCKR_TEXT = "부산 해운대 해수욕장은 올여름 역대 가장 많은 방문객을 맞았다. 시는 안전 요원을 두 배로 늘렸다."
@@ -144,22 +143,8 @@ def _handler(site: Site):
 
 @pytest.fixture(scope="module")
 def site():
-    site = Site()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    site.base = f"http://127.0.0.1:{server.server_address[1]}"
-    server.RequestHandlerClass = _handler(site)  # routes that embed the base URL (sitemap)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield site
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_backoff():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fetch_mod, "BACKOFF_S", 0.01)
-        yield
+    with serving(Site(), _handler) as site:
+        yield site
 
 
 def _cfg(site: Site, **kw) -> CrawlConfig:

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from cpt_core.ingest import fetch as fetch_mod
 from cpt_core.ingest.crawl import CrawlConfig, run_crawl
+from tests.ingest.conftest import serving
 
 TEXT = "Plenty of words about the topic of this page, enough to count as a document. " * 5
 
@@ -138,23 +137,8 @@ def _handler(site: Site):
 
 @pytest.fixture(scope="module")
 def site():
-    site = Site()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(site))
-    site.port = server.server_address[1]
-    site.base = f"http://127.0.0.1:{site.port}"
-    server.RequestHandlerClass = _handler(site)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield site
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_backoff():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(fetch_mod, "BACKOFF_S", 0.01)
-        yield
+    with serving(Site(), _handler) as site:
+        yield site
 
 
 def _cfg(site: Site, **kw) -> CrawlConfig:
