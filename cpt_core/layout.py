@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CURATE_STEPS = ("language", "quality", "exact_dedup", "near_dedup")
-STEPS = CURATE_STEPS
 DOCS = "documents"
 DROPPED = "dropped"
 
@@ -65,14 +64,14 @@ class RunLayout:
         return self.run / "ingest" / "extract"
 
     def curate_step(self, step: str) -> Path:
-        if step not in STEPS:
-            raise ValueError(f"unknown curation step {step!r}; steps are {', '.join(STEPS)}")
+        if step not in CURATE_STEPS:
+            raise ValueError(f"unknown curation step {step!r}; steps are {', '.join(CURATE_STEPS)}")
         return self.run / "curate" / step
 
     @property
     def curated(self) -> Path:
         """The folder holding the last curation step's output."""
-        return self.curate_step(STEPS[-1])
+        return self.curate_step(CURATE_STEPS[-1])
 
     @property
     def tokens(self) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from cpt_core.config import RunConfig, apply_overrides, validate_config
-from cpt_core.layout import STEPS, RunLayout
+from cpt_core.layout import CURATE_STEPS, RunLayout
 from cpt_core.lock import RootLock
 from cpt_core.train.base_model import is_probably_instruct
 from flows.curate import curate_flow
@@ -46,25 +46,36 @@ def run_report_task(layout: RunLayout, stages: dict, start: dict) -> str:
     return str(write_run_report(layout, stages, start["source"], notes))
 
 
-def _nothing_new(config: RunConfig, layout: RunLayout, ingest: dict, curate: dict) -> dict:
-    """A quiet week: no new or changed document survived curation. The run ends cleanly, trains nothing."""
-    decision = nothing_new_task(layout, curate[STEPS[-1]])
-    stages = {
+def _stage_manifests(ingest: dict, curate: dict, **later: dict) -> dict:
+    """The run's stage manifests in pipeline order, as the report lists them."""
+    return {
         "crawl": ingest["crawl"],
         "extract": ingest["extract"],
         **{f"curate/{k}": v for k, v in curate.items()},
+        **later,
     }
-    report = write_run_report(layout, stages, config.base_model.source, [])
-    get_run_logger().info("run %s finished: nothing new (%s); report %s", config.run_id, decision["reasons"][0], report)
+
+
+def _result(config: RunConfig, layout: RunLayout, stages: dict, report, outcome: str, model: str | None) -> dict:
+    """What the flow returns: where the run's report and model are, and how it ended."""
     return {
         "run_id": config.run_id,
         "run_dir": str(layout.run),
         "report": str(report),
-        "model": None,
-        "promoted": False,
-        "outcome": "nothing_new",
+        "model": model,
+        "promoted": outcome == "promoted",
+        "outcome": outcome,
         "skipped": [name for name, m in stages.items() if m.get("skipped")],
     }
+
+
+def _nothing_new(config: RunConfig, layout: RunLayout, ingest: dict, curate: dict) -> dict:
+    """A quiet week: no new or changed document survived curation. The run ends cleanly, trains nothing."""
+    decision = nothing_new_task(layout, curate[CURATE_STEPS[-1]])
+    stages = _stage_manifests(ingest, curate)
+    report = write_run_report(layout, stages, config.base_model.source, [])
+    get_run_logger().info("run %s finished: nothing new (%s); report %s", config.run_id, decision["reasons"][0], report)
+    return _result(config, layout, stages, report, "nothing_new", None)
 
 
 @flow(name="knowledge-refresh", flow_run_name=flow_run_name("knowledge-refresh"), log_prints=True)
@@ -89,7 +100,7 @@ def _refresh(config: RunConfig, layout: RunLayout) -> dict:
     with demo_sources(config, layout) as config:
         ingest = ingest_flow(config, layout)
     curate = curate_flow(config, layout)
-    if curate[STEPS[-1]]["summary"].get("docs_out", 0) == 0:
+    if curate[CURATE_STEPS[-1]]["summary"].get("docs_out", 0) == 0:
         return _nothing_new(config, layout, ingest, curate)
     train = train_flow(config, layout)
     lineage = {
@@ -101,24 +112,15 @@ def _refresh(config: RunConfig, layout: RunLayout) -> dict:
         "config": config.model_dump(mode="json"),
     }
     evaluation = evaluate_flow(config, layout, train["start"]["model_dir"], lineage)
-    stages = {
-        "crawl": ingest["crawl"],
-        "extract": ingest["extract"],
-        **{f"curate/{k}": v for k, v in curate.items()},
-        "tokenize": train["tokenize"],
-        "train": train["train"],
-        "evaluate": evaluation["evaluate"],
-        "promote": evaluation["promote"],
-    }
+    stages = _stage_manifests(
+        ingest,
+        curate,
+        tokenize=train["tokenize"],
+        train=train["train"],
+        evaluate=evaluation["evaluate"],
+        promote=evaluation["promote"],
+    )
     report = run_report_task(layout, stages, train["start"])
-    promoted = evaluation["promote"]["summary"].get("promote")
+    promoted = bool(evaluation["promote"]["summary"].get("promote"))
     logger.info("run %s finished: report %s; promoted: %s", config.run_id, report, promoted)
-    return {
-        "run_id": config.run_id,
-        "run_dir": str(layout.run),
-        "report": report,
-        "model": str(layout.model / "final"),
-        "promoted": promoted,
-        "outcome": "promoted" if promoted else "rejected",
-        "skipped": [name for name, m in stages.items() if m.get("skipped")],
-    }
+    return _result(config, layout, stages, report, "promoted" if promoted else "rejected", str(layout.model / "final"))

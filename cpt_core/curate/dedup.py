@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import unicodedata
 import zipfile
@@ -53,6 +52,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.io import atomic_file
 from cpt_core.stage import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -199,11 +199,8 @@ def save_npz_deterministic(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _write_index_file(index_dir: str, name: str, write) -> None:
-    folder = Path(index_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    write(tmp)
-    os.replace(tmp, folder / name)
+    with atomic_file(Path(index_dir) / name) as tmp:
+        write(tmp)
 
 
 class ExactDedupFilter(BaseFilter):
@@ -454,9 +451,7 @@ def commit_dedup_index(
         if manifest.get("summary", {}).get("enabled") is False:
             return None
         raise FileNotFoundError(f"{source}: no {kind} dedup index; has the {kind} dedup step finished?")
-    target_dir = Path(dedup_state) / run_id
-    target_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target_dir / f".{name}.{os.getpid()}.tmp"
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target_dir / name)
-    return target_dir / name
+    target = Path(dedup_state) / run_id / name
+    with atomic_file(target) as tmp:
+        shutil.copyfile(source, tmp)
+    return target

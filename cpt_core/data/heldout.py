@@ -21,7 +21,7 @@ import hashlib
 
 from datasketch import MinHash, MinHashLSH
 
-from cpt_core.curate.dedup import normalise_text, shingles
+from cpt_core.curate.dedup import exact_hash, shingles
 
 NEAR_THRESHOLD = 0.5
 NUM_PERM = 64
@@ -31,10 +31,6 @@ NGRAM = 5
 def _score(key: str) -> float:
     """A uniform number in [0, 1) fixed by ``key`` alone."""
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16) / 16**15
-
-
-def content_key(text: str) -> str:
-    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
 
 
 def near_clusters(docs: list[dict]) -> list[int]:
@@ -69,8 +65,8 @@ def split_heldout(docs: list[dict], fraction: float, max_docs: int) -> tuple[lis
     clusters: dict[int, list[int]] = {}
     for i, root in enumerate(near_clusters(docs)):
         clusters.setdefault(root, []).append(i)
-    # A cluster's key is its smallest content key: it does not depend on input order or on ids.
-    scored = sorted((_score(min(content_key(docs[i]["text"]) for i in members)), members)
+    # A cluster's key is its smallest content hash (exact dedup's key): it does not depend on input order or on ids.
+    scored = sorted((_score(min(exact_hash(docs[i]["text"]) for i in members)), members)
                     for members in clusters.values())
     held: set[int] = set()
     for score, members in scored:

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from cpt_core.evaluate.registry import Registry
 from cpt_core.io import atomic_write_text
-from cpt_core.layout import STEPS, RunLayout
+from cpt_core.layout import CURATE_STEPS, RunLayout
 from cpt_core.report.markdown import eval_rows, fmt, table
 
 CARD = "README.md"
@@ -79,7 +79,7 @@ def _sources(layout: RunLayout) -> list[list[str]]:
 
 
 def _stage_counts(layout: RunLayout) -> list[list[str]]:
-    stages = [("extract", layout.extract)] + [(f"curate/{s}", layout.curate_step(s)) for s in STEPS]
+    stages = [("extract", layout.extract)] + [(f"curate/{s}", layout.curate_step(s)) for s in CURATE_STEPS]
     stages.append(("tokenize", layout.tokens))
     rows = []
     for name, folder in stages:

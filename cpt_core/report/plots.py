@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
+from cpt_core.io import atomic_file
 from cpt_core.report.markdown import fmt, pct
 
 logger = logging.getLogger(__name__)
@@ -31,11 +31,9 @@ def _figure(width: float, height: float):
 
 def _save(fig, out_png: Path) -> Path:
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.stem}.{os.getpid()}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, out_png)
+    with atomic_file(out_png) as tmp:
+        fig.savefig(tmp, format="png")
     return out_png
 
 
