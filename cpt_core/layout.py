@@ -1,14 +1,14 @@
 """Where everything of a run lives.
 
     <root>/runs/<run_id>/sources/            inputs made for this run (the demo's knowledge graph)
-                        ingest/crawl/        WARC files + fetch log (frontier updates of this run)
+                        ingest/crawl/        WARC files + fetch log
                         ingest/extract/      documents/ (datatrove JSONL) + dropped/
                         curate/<step>/       documents/ + dropped/ per curation step
                         tokens/              train/*.arrow packed shards, heldout/, mix report
                         model/               final/ (save_pretrained), checkpoints/, metrics.jsonl
                         eval/                results.json (base vs trained)
                         report/              markdown reports and plots
-    <root>/state/frontier/<run_id>.json      what each run fetched (ETag, Last-Modified, content hash)
+    <root>/state/crawl.sqlite                what each run fetched (ETag, Last-Modified, content hash, ...)
     <root>/state/dedup/<run_id>/             hashes and MinHash signatures of each run's accepted documents
     <root>/state/registry.json               champion pointer and lineage
     <root>/cache/                            converted base models and other reusable downloads
@@ -88,10 +88,6 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.run / "report"
-
-    @property
-    def frontier_dir(self) -> Path:
-        return self.state / "frontier"
 
     @property
     def dedup_dir(self) -> Path:

@@ -1,6 +1,6 @@
 """One run at a time per root: an exclusive lock on ``<root>/state/.root.lock``.
 
-Two runs on one root would interleave their state (crawl frontier, dedup index, registry), so a run holds
+Two runs on one root would interleave their state (crawl state, dedup index, registry), so a run holds
 this lock from start to end. It is a non-blocking ``flock``: a second run fails at once, naming the run that
 holds the root and its pid, instead of queueing behind it for hours. The holder writes its pid and run id
 into the lock file so that message can name it. ``flock`` locks belong to the open file, so a holder that

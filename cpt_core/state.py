@@ -1,6 +1,6 @@
 """State that outlives a run, and when other runs may see it.
 
-What a run adds to ``<root>/state/`` (its crawl frontier, its dedup index entries) is written under its own
+What a run adds to ``<root>/state/`` (its crawl state rows, its dedup index entries) is written under its own
 run id as soon as the stage that produces it has finished, so the run's own retry resumes from it. Other runs
 see it only once the run has *finished* with an outcome that makes its data "learned":
 

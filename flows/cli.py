@@ -124,7 +124,7 @@ def stage(
     output: Path = typer.Option(..., help="this stage's output folder"),
     model: Path | None = typer.Option(None, help="model/tokenizer folder (tokenize, train, evaluate base)"),
     heldout: Path | None = typer.Option(None, help="held-out domain JSONL (evaluate)"),
-    state: Path | None = typer.Option(None, help="state folder (frontier, dedup index); default <root>/state"),
+    state: Path | None = typer.Option(None, help="state folder (crawl state, dedup index); default <root>/state"),
     run_id: str = typer.Option("cli", help="run id under which state entries are kept"),
     set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
     seed: list[str] | None = typer.Option(None, "--seed", help="crawl: start URL, replacing the config's seeds"),
@@ -196,9 +196,9 @@ def _run_one_stage(
         return value
 
     if name is Stage.crawl:
-        from cpt_core.ingest.crawl import crawl_against_frontier
+        from cpt_core.ingest.crawl import crawl_with_state
 
-        manifest = crawl_against_frontier(cfg.ingest.crawl, output, state / "frontier", run_id, progress)
+        manifest = crawl_with_state(cfg.ingest.crawl, output, state, run_id, progress)
     elif name is Stage.extract:
         from cpt_core.ingest.extract import run_extract
 

@@ -2,7 +2,7 @@
 
 Every stage writes under ``<root>/runs/<run_id>/`` and ends with a manifest, so running the flow again with
 the same ``run_id`` resumes where it stopped (a finished run does no work), and a scheduled run with a new
-``run_id`` ingests only what is new or changed (crawl frontier), deduplicates against every document accepted
+``run_id`` ingests only what is new or changed (crawl state), deduplicates against every document accepted
 before (dedup index), and continues from the current champion (model registry).
 """
 

@@ -19,7 +19,7 @@ from cpt_core.data.tokenize import HELDOUT_FILE, TokenizeConfig, run_tokenize
 from cpt_core.evaluate.gate import PromoteConfig
 from cpt_core.evaluate.registry import Registry, run_promote
 from cpt_core.evaluate.stage import EvalConfig, run_evaluate
-from cpt_core.ingest.crawl import CrawlConfig, crawl_against_frontier
+from cpt_core.ingest.crawl import CrawlConfig, crawl_with_state
 from cpt_core.ingest.extract import ExtractConfig, run_extract
 from cpt_core.ingest.sources import Source
 from cpt_core.io import atomic_write_json
@@ -44,8 +44,8 @@ def _finish(stage: str, layout: RunLayout, manifest: dict) -> dict:
 
 @task(name="crawl", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def crawl_task(cfg: CrawlConfig, layout: RunLayout) -> dict:
-    manifest = crawl_against_frontier(
-        cfg, layout.crawl, layout.frontier_dir, layout.run_id, progress=PrefectProgress("crawl", layout.run_id)
+    manifest = crawl_with_state(
+        cfg, layout.crawl, layout.state, layout.run_id, progress=PrefectProgress("crawl", layout.run_id)
     )
     return _finish("crawl", layout, manifest)
 

@@ -1,7 +1,7 @@
 """Serving the demo website on 127.0.0.1: a quiet threading HTTP server with ETag / Last-Modified.
 
 Conditional requests (If-None-Match, If-Modified-Since) get 304, so a second crawl of an unchanged site
-exercises the crawl frontier; pages with a delay answer late, so the crawler's timeout is exercised too.
+exercises the crawl state; pages with a delay answer late, so the crawler's timeout is exercised too.
 ``python -m cpt_core.demo.server --port 8000`` serves the site until Ctrl-C.
 """
 

@@ -11,7 +11,7 @@ Concurrency without losing determinism: requests run concurrently (``cpt_core.in
 per-host concurrency and delay, robots Crawl-delay), but their results are *committed in queue order*: a
 window of up to ``WINDOW_PER_SLOT * concurrency`` queued URLs is in flight, and the oldest is committed (fetch
 log line, WARC record, links queued) before any later one. The queue therefore grows exactly as a
-sequential walk's would, and the same site gives the same log, frontier and WARC records on every rerun.
+sequential walk's would, and the same site gives the same log, state rows and WARC records on every rerun.
 The page budget counts a request for every URL in flight and is settled as they commit, so which URLs are
 visited does not depend on timing either. Trade-off: one slow page holds back the commits behind it (not
 their requests), at most ``timeout_s`` times a small factor.
@@ -21,24 +21,27 @@ Per page: robots.txt (protego), the address guard (no private addresses unless a
 from being followed; a ``<link rel="canonical">`` naming another allowed URL drops the page
 (``non_canonical``) and queues the canonical URL at the same depth, like a redirect.
 
-Incremental crawling: the *frontier* (what earlier runs fetched: ETag, Last-Modified, content hash, links)
-turns each request into a conditional GET. A ``304 Not Modified`` or a body whose sha256 is unchanged is a
-counted drop ``unchanged``; the page's links (remembered in the frontier for 304s, which have no body) are
-still followed. The frontier of a run is committed to ``state/frontier/<run_id>.json`` only after the stage
-succeeded (``commit_frontier``): a crashed crawl never marks pages as seen.
+Incremental crawling: the crawl state of the runs this one may see (``cpt_core.ingest.crawl_db``: ETag,
+Last-Modified, content hash, fetch time, sitemap lastmod, links) turns each request into a conditional GET.
+A ``304 Not Modified`` or a body whose sha256 is unchanged is a counted drop ``unchanged``; the page's links
+(remembered in the state for 304s, which have no body) are still followed. With ``recrawl_after_hours`` a
+page fetched recently enough, and not newer by its sitemap ``<lastmod>``, is not requested at all: a counted
+drop ``fresh`` whose stored links are followed. The run's own rows are written to the database under its run
+id as pages commit; other runs see them only once the run finished with its data learned (``cpt_core.state``).
 
 Every URL ends in ``fetch_log.jsonl`` with a reason: ``fetched``, ``redirect`` (its target is queued at the
 same depth, up to ``max_redirects`` hops), ``feed`` (a discovered feed; its entries are queued) or a drop
 among ``timeout``, ``unreachable``, ``invalid_url``, ``http_<code>``, ``non_html`` (type not in
 ``content_types``), ``empty``, ``too_large``, ``robots``, ``unchanged``, ``offsite``, ``private_address``,
-``too_many_redirects``, ``noindex``, ``non_canonical``, with the retries it took. Links beyond ``max_depth``
+``too_many_redirects``, ``noindex``, ``non_canonical``, ``fresh``, with the retries it took. Links beyond ``max_depth``
 and URLs queued when ``max_pages`` is reached are counted in the summary (``not_visited``).
 
 Resuming: the stage keeps its ``.partial`` folder across a retry with the same key. Each WARC record is
 flushed before its fetch-log line is written, so the log says what is committed; a retry reads the log,
 cuts the WARC files after their last committed record, and walks again, replaying logged URLs (their links
 come from the stored records, a feed's from its log row) instead of fetching them. The output equals an
-uninterrupted crawl's: the same fetch-log URLs and WARC records, none twice.
+uninterrupted crawl's: the same fetch-log URLs and WARC records, none twice. The run's state rows are
+reset to what the kept log says (so rows of an abandoned attempt never linger) and grow again from there.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cpt_core.faults import fault_point
+from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, row_from_log
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher, FetchSettings, Response
 from cpt_core.ingest.seeds import SeedFinder
 from cpt_core.ingest.urls import (
@@ -66,7 +70,7 @@ from cpt_core.ingest.urls import (
     robots_directives,
 )
 from cpt_core.ingest.warc import WARC_DIR, StoredPage, WarcFiles
-from cpt_core.io import HTML_TYPES, atomic_write_json, atomic_write_text, stable_json
+from cpt_core.io import HTML_TYPES, atomic_write_text, stable_json
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
 from cpt_core.stage import not_in_key, run_stage
 from cpt_core.state import visible_runs
@@ -75,9 +79,9 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY = 10
 FETCH_LOG = "fetch_log.jsonl"
-FRONTIER_FILE = "frontier.json"
 WINDOW_PER_SLOT = 4
 NOT_DOCS = ("fetched", "redirect", "feed")
+CRAWL_CODE = ("cpt_core.ingest.crawl", "cpt_core.ingest.crawl_db")  # the recrawl policy lives there
 
 
 class CrawlConfig(BaseModel):
@@ -111,7 +115,13 @@ class CrawlConfig(BaseModel):
     user_agent: str = "cptflow/0.1"
     contact_url: str | None = Field(None, description="where site owners reach the crawl's operator")
     respect_robots: bool = True
-    revisit_unchanged: bool = Field(False, description="refetch pages the frontier says are unchanged")
+    revisit_unchanged: bool = Field(False, description="refetch pages the crawl state says are unchanged")
+    recrawl_after_hours: float = Field(
+        0.0,
+        ge=0,
+        description="pages a visible run fetched less than this many hours ago (and not newer by their "
+        "sitemap <lastmod>) are not requested at all (counted 'fresh'); 0: always ask, conditionally",
+    )
     concurrency: int = not_in_key(16, ge=1, description="most requests in flight over all hosts")
     per_host_concurrency: int = not_in_key(2, ge=1, description="most requests in flight to one host")
     delay_s: float = not_in_key(
@@ -124,7 +134,7 @@ class CrawlConfig(BaseModel):
 
 
 class _Crawler:
-    """The walk: queue, seen URLs, fetch log, this run's frontier and the counts.
+    """The walk: queue, seen URLs, fetch log, this run's state rows and the counts.
 
     On a resumed crawl, ``done`` holds the fetch-log rows an interrupted attempt committed: those URLs are
     replayed from the log instead of fetched, so the walk visits the same URLs in the same order as an
@@ -132,11 +142,18 @@ class _Crawler:
     """
 
     def __init__(
-        self, cfg: CrawlConfig, partial: Path, frontier: dict[str, dict], progress: ProgressFn
+        self,
+        cfg: CrawlConfig,
+        partial: Path,
+        known: dict[str, dict],
+        progress: ProgressFn,
+        store: RunRows | None = None,
     ) -> None:
         self.cfg = cfg
         self.partial = partial
-        self.old_frontier = frontier
+        self.known = known
+        self.store = store
+        self.now = datetime.now(timezone.utc)
         self.progress = progress
         self.allowed = _allowed_hosts(cfg)
         self.queue: deque[tuple[str, int, int, str]] = deque()  # url, depth, redirect hops, kind
@@ -146,11 +163,13 @@ class _Crawler:
         self.reasons: Counter[str] = Counter()
         self.bytes = 0
         self.retried = 0
-        self.new_frontier: dict[str, dict] = {}
         self.sitemaps: dict[str, str] = {}
+        self.lastmods: dict[str, str] = {}
         self.feeds: dict[str, str] = {}
         self.meter = RateMeter()
         self.done, self.stored, self.warc = _resume(partial, cfg.warc_file_mb * 1024 * 1024)
+        if store is not None:
+            store.reset([r for r in map(row_from_log, self.done.values()) if r])
         self.log_fh = open(partial / FETCH_LOG, "a", encoding="utf-8")  # noqa: SIM115 (closed in run())
 
     # ---- the walk
@@ -161,7 +180,8 @@ class _Crawler:
         finally:
             self.log_fh.close()
             self.warc.close()
-        atomic_write_json(self.partial / FRONTIER_FILE, self.new_frontier)
+            if self.store is not None:
+                self.store.flush()  # rows of committed log lines only: safe after a failure too
         self._report()
         return self._summary()
 
@@ -171,7 +191,7 @@ class _Crawler:
         try:
             finder = SeedFinder(self.fetcher, self.cfg)
             seeds = await finder.seeds()
-            self.sitemaps, self.feeds = finder.sitemaps, finder.feeds
+            self.sitemaps, self.feeds, self.lastmods = finder.sitemaps, finder.feeds, finder.lastmods
             for raw, where in finder.invalid:
                 self._log(raw, 0, "invalid_url", error=f"not an absolute http(s) URL ({where})")
             for url in seeds:
@@ -200,16 +220,16 @@ class _Crawler:
 
     def _start(self, item: tuple[str, int, int, str]) -> asyncio.Future:
         url = item[0]
-        if url in self.done:
+        prev = None if self.cfg.revisit_unchanged or item[3] == "feed" else self.known.get(url)
+        if url in self.done or is_fresh(prev, self.lastmods.get(url), self.cfg.recrawl_after_hours, self.now):
             future = asyncio.get_running_loop().create_future()
-            future.set_result(("replay", self.done[url], 0.0, None))
+            future.set_result(("replay", self.done[url], 0.0, None) if url in self.done else ("fresh", None, 0, prev))
             return future
-        return asyncio.ensure_future(self._fetch(url, item[3]))
+        return asyncio.ensure_future(self._fetch(url, item[3], prev))
 
-    async def _fetch(self, url: str, kind: str) -> tuple:
+    async def _fetch(self, url: str, kind: str, prev: dict | None) -> tuple:
         if self.cfg.respect_robots and not await self.fetcher.robots_allow(url):
             return ("robots", None, 0.0, None)
-        prev = None if self.cfg.revisit_unchanged or kind == "feed" else self.old_frontier.get(url)
         started = time.monotonic()
         types = XML_TYPES if kind == "feed" else None
         res = await self.fetcher.get(url, _conditional_headers(prev), types)
@@ -248,6 +268,10 @@ class _Crawler:
         if what == "robots":
             self._log(url, depth, "robots")
             return
+        if what == "fresh":  # fetched recently by a visible run: no request, its stored links followed
+            self._log(url, depth, "fresh", sha256=prev["sha256"], extra={"links": prev["links"]})
+            self._follow(prev["links"], [], depth)
+            return
         self.requests += 1
         self.retried += res.retries
         self.meter.add()
@@ -255,8 +279,11 @@ class _Crawler:
             self._log(url, depth, "redirect", res, seconds)
             self._redirect(url, res.location, depth, hops)
         elif res.reason == "unchanged":  # 304: no body, so follow the links remembered from the last fetch
-            self._log(url, depth, "unchanged", res, seconds, sha256=(prev or {}).get("sha256"))
-            self._follow((prev or {}).get("links", []), [], depth)
+            prev = prev or {}
+            kept = {"links": prev.get("links", []), "etag": res.etag or prev.get("etag")}
+            kept["last_modified"] = res.last_modified or prev.get("last_modified")
+            self._log(url, depth, "unchanged", res, seconds, prev.get("sha256"), fetched_at=_now_iso(), extra=kept)
+            self._follow(kept["links"], [], depth)
         elif res.reason:
             self._log(url, depth, res.reason, res, seconds)
         elif kind == "feed":
@@ -273,7 +300,6 @@ class _Crawler:
         page = _directives(parse_page(res.body, url), res)
         links, feeds = ([], []) if page.nofollow else (page.links, page.feeds)
         fetched_at = _now_iso()
-        self._remember(url, res.etag, res.last_modified, sha, fetched_at, links)
         follow = {"links": links, "feeds": feeds}
         canonical = page.canonical if page.canonical and page.canonical != url else None
         if page.noindex:
@@ -302,39 +328,24 @@ class _Crawler:
         if target:
             self._enqueue(target, depth, hops + 1)  # the same page under another name: same depth
 
-    def _remember(self, url: str, etag, last_modified, sha: str, fetched_at, links: list[str]) -> None:
-        self.new_frontier[url] = {
-            "etag": etag,
-            "last_modified": last_modified,
-            "sha256": sha,
-            "fetched_at": fetched_at,
-            "links": links,
-        }
-
     def _replay(self, url: str, depth: int, hops: int, row: dict) -> None:
         """A URL an interrupted attempt already handled: its counts and links again, without a request."""
         reason = row["reason"]
         self.reasons[reason] += 1
-        if reason != "robots":
+        if reason not in ("robots", "fresh"):
             self.requests += 1
         self.retried += row.get("retries") or 0
-        prev = self.old_frontier.get(url) or {}
         links, feeds = row.get("links", []), row.get("feeds", [])
         if reason == "redirect":
             self._redirect(url, row.get("location"), depth, hops)
-        elif reason == "unchanged" and row.get("status") == 304:
-            self._follow(prev.get("links", []), [], depth)
+        elif reason in ("fresh", "feed") or (reason == "unchanged" and row.get("status") == 304):
+            self._follow(links, [], depth)
         elif reason in ("fetched", "unchanged", "noindex", "non_canonical"):
-            self._remember(
-                url, row.get("etag"), row.get("last_modified"), row["sha256"], row.get("fetched_at"), links
-            )
             if reason == "fetched":
                 self.bytes += len(self.stored[url].body)
             if reason == "non_canonical":
                 self._enqueue(row["canonical"], depth, hops)
             self._follow(links, feeds, depth)
-        elif reason == "feed":
-            self._follow(links, [], depth)
 
     # ---- records
 
@@ -374,9 +385,14 @@ class _Crawler:
             row["location"] = res.location
         if res.retries:
             row["retries"] = res.retries
+        if url in self.lastmods:
+            row["sitemap_lastmod"] = self.lastmods[url]
         row.update(extra or {})
         self.log_fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.log_fh.flush()
+        state_row = row_from_log(row) if self.store is not None else None
+        if state_row:
+            self.store.add(state_row)  # after the log line: the state never runs ahead of the log
         fault_point("crawl:page")
 
     def _report(self) -> None:
@@ -518,79 +534,53 @@ def _read_committed_log(path: Path) -> list[dict]:
 # --------------------------------------------------------------------------------------------- public
 
 
-def frontier_hash(frontier: dict[str, dict]) -> str:
-    return hashlib.sha256(stable_json(frontier).encode()).hexdigest()[:16]
+def state_hash(known: dict[str, dict]) -> str:
+    """Hash of the crawl state a run sees: part of its crawl key, so other visible state means a new crawl."""
+    return hashlib.sha256(stable_json(known).encode()).hexdigest()[:16]
 
 
 def run_crawl(
-    cfg: CrawlConfig, output: Path, frontier: dict[str, dict], progress: ProgressFn = no_progress
+    cfg: CrawlConfig,
+    output: Path,
+    known: dict[str, dict],
+    progress: ProgressFn = no_progress,
+    store: RunRows | None = None,
 ) -> dict:
-    """Crawl ``cfg``'s seeds into ``output`` (WARC files, fetch log, this run's frontier); returns the manifest.
+    """Crawl ``cfg``'s seeds into ``output`` (WARC files, fetch log); returns the manifest.
 
-    ``frontier`` (url -> {etag, last_modified, sha256, links}) is what earlier runs fetched (see
-    ``load_frontier``); it is part of the stage key, so a different frontier means a new crawl.
+    ``known`` (url -> {etag, last_modified, sha256, fetched_at, sitemap_lastmod, links}) is what the runs this
+    one may see fetched (``CrawlDB.visible``); it is part of the stage key. ``store`` receives this run's
+    state rows as pages commit (none: a one-off crawl that leaves no state).
     """
     if not cfg.seed_urls and not cfg.sitemaps and not cfg.feeds:
         raise ValueError("crawl config has no seed_urls, sitemaps or feeds: nothing to crawl")
 
     def work(partial: Path) -> dict:
-        summary = _Crawler(cfg, partial, frontier, progress).run()
+        summary = _Crawler(cfg, partial, known, progress, store).run()
         logger.info(summary["log_line"])
         return summary
 
-    extra = {"frontier": frontier_hash(frontier)}
+    extra = {"state": state_hash(known)}
     return run_stage(
-        "crawl", Path(output), cfg, [], work, extra_key=extra, keep_partial=True, code="cpt_core.ingest.crawl"
+        "crawl", Path(output), cfg, [], work, extra_key=extra, keep_partial=True, code=CRAWL_CODE
     )
 
 
-def load_frontier(frontier_dir: Path, runs: list[str]) -> dict:
-    """Merge ``<frontier_dir>/<run_id>.json`` of ``runs`` (the runs this one may see), later runs winning.
-
-    Only finished runs whose data was learned are passed here (see ``cpt_core.state``): a failed or rejected
-    run's pages are fetched again rather than skipped as unchanged.
-    """
-    folder = Path(frontier_dir)
-    merged: dict[str, dict] = {}
-    for run_id in runs:
-        path = folder / f"{run_id}.json"
-        if not path.exists():
-            continue  # a run that crawled nothing (e.g. fed from documents) has no frontier
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"crawl frontier file {path} is not valid JSON: {err}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"crawl frontier file {path} must hold an object of url -> entry")
-        merged.update(data)
-    return merged
-
-
-def commit_frontier(frontier_dir: Path, run_id: str, crawl_output: Path) -> Path:
-    """Copy the finished crawl's ``frontier.json`` to ``<frontier_dir>/<run_id>.json`` atomically."""
-    source = Path(crawl_output) / FRONTIER_FILE
-    if not source.exists():
-        raise FileNotFoundError(f"{source} does not exist: commit_frontier needs a finished crawl output")
-    target = Path(frontier_dir) / f"{run_id}.json"
-    atomic_write_text(target, source.read_text(encoding="utf-8"))
-    return target
-
-
-def crawl_against_frontier(
+def crawl_with_state(
     cfg: CrawlConfig,
     output: Path,
-    frontier_dir: Path,
+    state_dir: Path,
     run_id: str,
     progress: ProgressFn = no_progress,
     earlier_runs: list[str] | None = None,
 ) -> dict:
-    """One run's crawl: conditional requests against the frontier of the runs it may see, then its own saved.
+    """One run's crawl against ``<state_dir>/crawl.sqlite``: conditional requests against what the runs it may
+    see fetched, and its own rows written under ``run_id``.
 
-    ``earlier_runs`` defaults to the run's pinned state view (``cpt_core.state.visible_runs``). The run's own
-    frontier file is written once the crawl finished; other runs read it only after this run finished too.
+    ``earlier_runs`` defaults to the run's pinned state view (``cpt_core.state.visible_runs``); other runs
+    read this run's rows only once it finished with its data learned.
     """
     if earlier_runs is None:
-        earlier_runs = visible_runs(Path(frontier_dir).parent, run_id)
-    manifest = run_crawl(cfg, output, load_frontier(frontier_dir, earlier_runs), progress)
-    commit_frontier(frontier_dir, run_id, output)
-    return manifest
+        earlier_runs = visible_runs(Path(state_dir), run_id)
+    with CrawlDB(state_dir) as db:
+        return run_crawl(cfg, output, db.visible(earlier_runs), progress, RunRows(db, run_id))

@@ -5,7 +5,7 @@ Sitemaps are read breadth-first: the configured ones, then those the seed hosts'
 up to ``max_sitemaps`` files in all. Each sitemap and feed is fetched through the crawl's fetcher, so the
 address guard, politeness and byte caps apply to them too. Page URLs come out in a fixed order (seeds, then
 sitemap pages in sitemap order, then feed entries), whatever order the fetches finished in; what each
-sitemap or feed gave is kept for the crawl summary.
+sitemap or feed gave is kept for the crawl summary, and each sitemap page's ``<lastmod>`` for the recrawl policy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 from typing import Protocol
 
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher
-from cpt_core.ingest.urls import feed_links, host_keys, normalise_url, sitemap_locs
+from cpt_core.ingest.urls import feed_links, host_keys, normalise_url, sitemap_lastmods, sitemap_locs
 
 
 class SeedSettings(Protocol):
@@ -38,6 +38,7 @@ class SeedFinder:
         self.cfg = cfg
         self.sitemaps: dict[str, str] = {}
         self.feeds: dict[str, str] = {}
+        self.lastmods: dict[str, str] = {}  # page URL -> its sitemap <lastmod>
         self.invalid: list[tuple[str, str]] = []  # (raw URL, where it was found)
 
     async def seeds(self) -> list[str]:
@@ -89,11 +90,16 @@ class SeedFinder:
             return [], []
         try:
             pages, children = sitemap_locs(body)
+            lastmods = sitemap_lastmods(body)
         except (ValueError, OSError) as err:  # lxml's XMLSyntaxError is a ValueError
             self.sitemaps[sitemap] = f"unreadable: {err}"
             logger.warning("sitemap %s is not readable XML: %s", sitemap, err)
             return [], []
         self.sitemaps[sitemap] = f"{len(pages)} pages, {len(children)} sitemaps"
+        for loc, lastmod in lastmods.items():
+            url = normalise_url(loc)
+            if url:
+                self.lastmods[url] = lastmod
         kids = [u for u in (normalise_url(c, sitemap) for c in children) if u]
         return pages, kids
 

@@ -9,7 +9,7 @@ Each entry is one of four kinds, told apart by ``kind`` (a pydantic discriminate
 - ``documents``: a folder or fsspec URL of internal files (PDF, DOCX, HTML, Markdown, text, transcripts);
 - ``warc``: WARC/WARC.gz files or folders of them, local or any fsspec URL (Common Crawl paths included).
 
-Several sources combine in one run. Web and demo sources share one crawl (one frontier, one WARC folder):
+Several sources combine in one run. Web and demo sources share one crawl (one crawl state, one WARC folder):
 their list fields (seeds, sitemaps, hosts, ...) are merged and every other crawl setting must agree, since
 one crawler applies them. Documents and WARC sources are read by the extract stage beside the crawl's WARC
 files, into the same ``documents/`` output.

@@ -161,6 +161,19 @@ def sitemap_locs(body: bytes) -> tuple[list[str], list[str]]:
     return locs, []
 
 
+def sitemap_lastmods(body: bytes) -> dict[str, str]:
+    """``<loc>`` -> ``<lastmod>`` of the ``<url>`` entries of a sitemap that give one."""
+    root = _xml_root(body)
+    found: dict[str, str] = {}
+    for el in root.iter() if root is not None else ():
+        if not (isinstance(el.tag, str) and _local(el.tag) == "url"):
+            continue
+        parts = {_local(c.tag): (c.text or "").strip() for c in el if isinstance(c.tag, str)}
+        if parts.get("loc") and parts.get("lastmod"):
+            found[parts["loc"]] = parts["lastmod"]
+    return found
+
+
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 

@@ -1,4 +1,4 @@
-"""The crawler against a tiny site served from a thread: every URL accounted for, WARCs, frontier, reruns."""
+"""The crawler against a tiny site served from a thread: every URL accounted for, WARCs, crawl state, reruns."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from cpt_core.ingest import crawl as crawl_mod
-from cpt_core.ingest.crawl import CrawlConfig, commit_frontier, load_frontier, run_crawl
+from cpt_core.ingest.crawl import CrawlConfig, crawl_with_state, run_crawl
+from cpt_core.ingest.crawl_db import CrawlDB
 from cpt_core.ingest.fetch import Response
 from cpt_core.ingest.urls import normalise_url
 from cpt_core.ingest.warc import WarcFiles
@@ -180,7 +181,7 @@ def _warc_responses(out: Path) -> list[tuple[str, str, bytes]]:
 @pytest.fixture(scope="module")
 def first_crawl(site, tmp_path_factory):
     out = tmp_path_factory.mktemp("crawl1") / "crawl"
-    manifest = run_crawl(_cfg(site), out, {})
+    manifest = crawl_with_state(_cfg(site), out, out.parent / "state", "run1", earlier_runs=[])
     return out, manifest
 
 
@@ -236,10 +237,12 @@ def test_warc_records_are_html_responses(site, first_crawl):
     payloads = dict((url, body) for url, _, body in records)
     assert KO_TEXT.encode("utf-8") in payloads[site.base + "/ko-utf8"]
     assert EUCKR_TEXT.encode("euc-kr") in payloads[site.base + "/ko-euckr"]
-    frontier = json.loads((out / "frontier.json").read_text())
-    assert set(frontier) == set(urls)
-    entry = frontier[site.base + "/a"]
+    with CrawlDB(out.parent / "state") as db:
+        state = db.visible(["run1"])
+    assert set(state) == set(urls)
+    entry = state[site.base + "/a"]
     assert entry["etag"] and entry["sha256"] == hashlib.sha256(payloads[site.base + "/a"]).hexdigest()
+    assert entry["status"] == 200 and entry["fetched_at"] and site.base + "/a/deep" in entry["links"]
 
 
 def test_rerun_is_skipped_and_output_is_deterministic(site, first_crawl, tmp_path):
@@ -258,13 +261,12 @@ def test_rerun_is_skipped_and_output_is_deterministic(site, first_crawl, tmp_pat
     assert [(u, b) for u, _, b in _warc_responses(out)] == [(u, b) for u, _, b in _warc_responses(other)]
 
 
-def test_second_crawl_with_frontier_counts_unchanged(site, first_crawl, tmp_path):
+def test_second_crawl_with_state_counts_unchanged(site, first_crawl, tmp_path):
     out, first = first_crawl
-    state = tmp_path / "state" / "frontier"
-    commit_frontier(state, "run1", out)
-    assert load_frontier(state, []) == {}, "a run sees only the frontiers of the runs it is given"
-    frontier = load_frontier(state, ["run1"])
-    assert set(frontier) == set(json.loads((out / "frontier.json").read_text()))
+    with CrawlDB(out.parent / "state") as db:
+        assert db.visible([]) == {}, "a run sees only the state of the runs it is given"
+        frontier = db.visible(["run1"])
+    assert len(frontier) == 8
 
     second = run_crawl(_cfg(site), tmp_path / "crawl2", frontier)
     assert second["skipped"] is False and second["key"] != first["key"]
@@ -280,22 +282,6 @@ def test_second_crawl_with_frontier_counts_unchanged(site, first_crawl, tmp_path
 
     revisit = run_crawl(_cfg(site, revisit_unchanged=True), tmp_path / "crawl3", frontier)
     assert revisit["summary"]["fetched"] == 8 and "unchanged" not in revisit["summary"]["dropped"]
-
-
-def test_load_frontier_later_runs_win(tmp_path):
-    folder = tmp_path / "frontier"
-    folder.mkdir()
-    (folder / "r1.json").write_text(json.dumps({"u": {"etag": "old"}, "v": {"etag": "v1"}}))
-    time.sleep(0.01)
-    (folder / "r2.json").write_text(json.dumps({"u": {"etag": "new"}}))
-    assert load_frontier(folder, ["r1", "r2"]) == {"u": {"etag": "new"}, "v": {"etag": "v1"}}
-    assert load_frontier(folder, ["r1"]) == {"u": {"etag": "old"}, "v": {"etag": "v1"}}
-    assert load_frontier(folder, ["r2", "r1", "missing"]) == {"u": {"etag": "old"}, "v": {"etag": "v1"}}
-    (folder / "bad.json").write_text("{not json")
-    with pytest.raises(ValueError, match="bad.json"):
-        load_frontier(folder, ["r1", "bad"])
-    with pytest.raises(FileNotFoundError, match="frontier.json"):
-        commit_frontier(folder, "r4", tmp_path / "no-crawl")
 
 
 def test_sitemap_seeds_and_page_limit(site, tmp_path):
@@ -399,9 +385,6 @@ def test_interrupted_crawl_resumes_without_refetching(site, first_crawl, tmp_pat
     assert later and all(site.hits[p] == hits_before[p] + 1 for p in later)  # what was not reached is fetched
     assert _record_set(out) == _record_set(reference)
     assert set(_log(out)) == set(_log(reference))
-    assert json.loads((out / "frontier.json").read_text()).keys() == json.loads(
-        (reference / "frontier.json").read_text()
-    ).keys()
     summary, ref = manifest["summary"], ref_manifest["summary"]
     assert summary["resumed"] == len(done)
     for key in ("fetched", "redirected", "dropped", "requests", "bytes", "not_visited"):
