@@ -110,12 +110,16 @@ class CrawlDB:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.state_dir / DB_FILE
         self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        with self._locked():  # switching to WAL needs the database to itself; once switched it stays so
-            self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self._create_schema()
-        import_frontier_files(self, self.state_dir / FRONTIER_DIR)
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            with self._locked():  # switching to WAL needs the database to itself; once switched it stays so
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._create_schema()
+            import_frontier_files(self, self.state_dir / FRONTIER_DIR)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()
