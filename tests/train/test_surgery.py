@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from cpt_core.train.base_model import build_tiny_llama
 from cpt_core.train.surgery import (
     SurgeryConfig,
     apply_surgery,
@@ -11,7 +12,6 @@ from cpt_core.train.surgery import (
     run_surgery,
     solar_layer_map,
 )
-from cpt_core.train.base_model import build_tiny_llama
 
 
 def _tiny(layers: int = 4, tied: bool = True) -> LlamaForCausalLM:
@@ -88,3 +88,32 @@ def test_run_surgery_saves_an_ordinary_hf_folder(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(grown(input_ids=ids).logits, original(input_ids=ids).logits, rtol=0, atol=1e-6)
     assert (tmp_path / "grown" / "tokenizer.json").exists() and (tmp_path / "grown" / "surgery.json").exists()
+
+
+def test_prepare_stage_grows_then_extends_into_one_hf_folder_and_skips_when_done(tmp_path):
+    import json
+
+    from cpt_core.config import validate_config
+    from cpt_core.train.prepare import run_prepare_model
+
+    english = ["the quick brown fox jumps over the lazy dog"] * 20
+    base = build_tiny_llama(tmp_path / "base", english, vocab_size=300, hidden=32, layers=2, heads=2, seq_len=32)
+    docs = tmp_path / "curated" / "documents"
+    docs.mkdir(parents=True)
+    rows = [{"id": f"d{i}", "text": "파일을 저장합니다 메뉴를 선택합니다 " * 3, "metadata": {"language": "ko"}}
+            for i in range(40)]  # fmt: skip
+    (docs / "00000.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    cfg = validate_config(
+        {"model": {"surgery": {"kind": "llama_pro", "every": 2}, "extend_tokenizer": {"new_tokens": 8}}}
+    ).model
+    manifest = run_prepare_model(cfg, base, tmp_path / "curated", tmp_path / "start-model")
+    out = tmp_path / "start-model"
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.num_hidden_layers == 3 and model.config.vocab_size % 64 == 0
+    assert manifest["summary"]["tokenizer_extension"]["added"] == 8
+    assert (out / "surgery.json").exists() and (out / "tokenizer_extension.json").exists()
+    assert not list(tmp_path.glob("*-surgery"))
+    again = run_prepare_model(cfg, base, tmp_path / "curated", out)
+    assert again["skipped"] and again["key"] == manifest["key"]
+    with pytest.raises(ValueError, match="model.surgery"):
+        validate_config({"model": {"surgery": {"kind": "solar"}}})
