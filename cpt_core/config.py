@@ -24,7 +24,7 @@ from cpt_core.ingest.crawl import CrawlConfig
 from cpt_core.ingest.extract import ExtractConfig
 from cpt_core.ingest.sources import DemoSource, Source, WebSource, merge_crawls
 from cpt_core.train.base_model import BaseModelConfig
-from cpt_core.train.config import TrainConfig
+from cpt_core.train.config import ModelConfig, TrainConfig
 
 
 class IngestConfig(BaseModel):
@@ -65,6 +65,7 @@ class RunConfig(BaseModel):
         None, description="JSONL of dated facts, for synthetic QA lines and the fact probe"
     )
     base_model: BaseModelConfig = Field(default_factory=BaseModelConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="surgery and tokenizer extension")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)

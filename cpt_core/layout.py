@@ -74,6 +74,11 @@ class RunLayout:
         return self.curate_step(CURATE_STEPS[-1])
 
     @property
+    def start_model(self) -> Path:
+        """The base checkpoint after model surgery and tokenizer extension (when the config asks for them)."""
+        return self.run / "start-model"
+
+    @property
     def tokens(self) -> Path:
         return self.run / "tokens"
 

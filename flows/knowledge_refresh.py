@@ -111,7 +111,9 @@ def _refresh(config: RunConfig, layout: RunLayout) -> dict:
         "source_urls": str(layout.crawl / "fetch_log.jsonl"),
         "config": config.model_dump(mode="json"),
     }
-    evaluation = evaluate_flow(config, layout, train["start"]["model_dir"], lineage)
+    # Compared against the checkpoint before surgery/extension: bits per byte do not depend on the tokenizer.
+    base_dir = train["start"].get("original_model_dir", train["start"]["model_dir"])
+    evaluation = evaluate_flow(config, layout, base_dir, lineage)
     stages = _stage_manifests(
         ingest,
         curate,

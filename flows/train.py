@@ -7,12 +7,13 @@ from prefect import flow
 from cpt_core.config import RunConfig
 from cpt_core.layout import RunLayout
 from flows.run_names import flow_run_name
-from tasks.stages import base_model_task, tokenize_task, train_task
+from tasks.stages import base_model_task, prepare_model_task, tokenize_task, train_task
 
 
 @flow(name="train", flow_run_name=flow_run_name("train"), log_prints=True)
 def train_flow(config: RunConfig, layout: RunLayout) -> dict:
     start = base_model_task(config.base_model, layout)
+    start = prepare_model_task(config.model, layout, start)
     tokens = tokenize_task(config.tokenize, layout, start, config.knowledge_graph)
     train = train_task(config.train, layout, start["model_dir"])
     return {"start": start, "tokenize": tokens, "train": train}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 
 from cpt_core.curate.dedup import commit_dedup_index
 from cpt_core.curate.pipeline import CurateConfig, run_curate_step
@@ -27,8 +27,9 @@ from cpt_core.layout import RunLayout
 from cpt_core.report.model_card import write_model_card
 from cpt_core.state import record_outcome
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
-from cpt_core.train.config import TrainConfig
+from cpt_core.train.config import ModelConfig, TrainConfig
 from cpt_core.train.launch import run_train
+from cpt_core.train.prepare import run_prepare_model
 from tasks.reporting import PrefectProgress, complete_progress, publish_stage
 
 # Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way
@@ -114,6 +115,26 @@ def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
         start = {"model_dir": str(model_dir), "parent": cfg.source, "source": cfg.source}
     atomic_write_json(pinned, start)
     return start
+
+
+@task(name="prepare-model", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def prepare_model_task(cfg: ModelConfig, layout: RunLayout, start: dict) -> dict:
+    """Surgery and tokenizer extension on the base checkpoint; ``start`` with the prepared ``model_dir``.
+
+    Only a run that starts from the configured base checkpoint is prepared: a champion already carries the
+    surgery and the extended tokenizer, and growing it again every refresh would compound them.
+    """
+    if not cfg.changes_model:
+        return start
+    if start["parent"] != start["source"]:
+        get_run_logger().info("prepare-model: champion %s is already prepared; nothing to do", start["parent"])
+        return start
+    manifest = run_prepare_model(
+        cfg, Path(start["model_dir"]), layout.curated, layout.start_model,
+        progress=PrefectProgress("prepare-model", layout.run_id),
+    )  # fmt: skip
+    _finish("prepare-model", layout, manifest)
+    return {**start, "model_dir": str(layout.start_model), "original_model_dir": start["model_dir"]}
 
 
 @task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)

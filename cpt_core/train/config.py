@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cpt_core.stage import not_in_key
+from cpt_core.train.modes import LoraSettings, UnfreezeStage, check_stages
+from cpt_core.train.surgery import SurgeryConfig
+from cpt_core.train.tokenizer_ext import ExtendTokenizerConfig
 
 # The training output folder: ``final/`` (the model), the per-step metrics, the summary, the launch spec.
 METRICS = "metrics.jsonl"
@@ -44,6 +47,29 @@ class TrainConfig(BaseModel):
     )
     timeout_s: int = not_in_key(6 * 3600, ge=10, description="the training subprocess is killed after this")
     seed: int = 0
+    mode: Literal["full", "lora"] = Field("full", description="full fine-tuning, or LoRA adapters (peft)")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="used when mode is lora")
+    unfreeze: list[UnfreezeStage] = Field(
+        default_factory=list, description="staged unfreezing: parts trained per stage; empty: all, throughout"
+    )
+
+    @model_validator(mode="after")
+    def _check_unfreeze(self) -> TrainConfig:
+        if self.unfreeze:
+            check_stages(self.unfreeze)
+        return self
+
+
+class ModelConfig(BaseModel):
+    """``model``: surgery and tokenizer extension applied to the base checkpoint before training."""
+
+    model_config = ConfigDict(extra="forbid")
+    surgery: SurgeryConfig = Field(default_factory=SurgeryConfig)
+    extend_tokenizer: ExtendTokenizerConfig | None = Field(None, description="add tokens trained on the corpus")
+
+    @property
+    def changes_model(self) -> bool:
+        return self.surgery.kind != "none" or self.extend_tokenizer is not None
 
 
 def resolve_precision(precision: str) -> str:

@@ -33,6 +33,7 @@ from cpt_core.io import atomic_write_json
 from cpt_core.train.checkpoint import restore_checkpoint, save_checkpoint
 from cpt_core.train.config import FINAL, METRICS, SUMMARY, TrainConfig, resolve_precision
 from cpt_core.train.loss import backward_window
+from cpt_core.train.modes import final_model, set_up_mode
 from cpt_core.train.optim import BatchPlan, build_optimizer, total_steps
 from cpt_core.train.orphans import exit_with_orchestrator
 
@@ -56,6 +57,7 @@ class _Run:
     model_dir: Path
     output_dir: Path
     checkpoint_dir: Path
+    unfreezer: Any = None
 
 
 def _set_up(spec: dict) -> _Run:
@@ -70,7 +72,15 @@ def _set_up(spec: dict) -> _Run:
     cfg = TrainConfig.model_validate(spec["train"])
     output_dir, checkpoint_dir = Path(spec["output_dir"]), Path(spec["checkpoint_dir"])
     mixed_precision = spec.get("mixed_precision") or resolve_precision(cfg.precision)
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum_steps, mixed_precision=mixed_precision)
+    handlers = []
+    if cfg.unfreeze:
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        # Frozen stages leave parameters without gradients, which DDP must be told to expect.
+        handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum_steps, mixed_precision=mixed_precision, kwargs_handlers=handlers
+    )
     set_seed(cfg.seed)
     if cfg.cpu_threads and accelerator.device.type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
@@ -80,6 +90,7 @@ def _set_up(spec: dict) -> _Run:
 
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32)
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
+    model, unfreezer = set_up_mode(model, cfg.mode, cfg.lora, cfg.unfreeze, Path(spec["model_dir"]))
     model.train()
     data = PackedSequences(Path(spec["tokens_dir"]))
     procs = accelerator.num_processes
@@ -94,7 +105,7 @@ def _set_up(spec: dict) -> _Run:
         plan=BatchPlan(len(data), cfg, procs), steps=steps,
         tokens_per_step=cfg.micro_batch_size * cfg.grad_accum_steps * procs * data.seq_len,
         mixed_precision=mixed_precision, model_dir=Path(spec["model_dir"]), output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir,
+        checkpoint_dir=checkpoint_dir, unfreezer=unfreezer,
     )  # fmt: skip
 
 
@@ -182,6 +193,9 @@ def _save_final(run: _Run, summary: dict) -> None:
     state_dict = acc.get_state_dict(run.model)
     if acc.is_main_process:
         unwrapped = acc.unwrap_model(run.model)
+        if run.cfg.mode == "lora":
+            # The adapters merged into the base weights: the same ordinary HF folder full fine-tuning writes.
+            unwrapped, state_dict = final_model(unwrapped, "lora"), None
         unwrapped.config.use_cache = True
         unwrapped.save_pretrained(run.output_dir / FINAL, state_dict=state_dict, safe_serialization=True)
         AutoTokenizer.from_pretrained(run.model_dir).save_pretrained(run.output_dir / FINAL)
@@ -200,6 +214,8 @@ def train(spec: dict) -> dict:
 
     started = time.monotonic()
     for step in range(start_step, run.steps):
+        if run.unfreezer is not None and run.unfreezer.apply(step, run.steps):
+            acc.print(f"unfreeze stage {run.unfreezer.current}: {', '.join(cfg.unfreeze[run.unfreezer.current].train)}")
         loss_sum, tokens, grad_norm, lr = _train_step(run, step)
         done = step + 1
         if done % cfg.log_every == 0 or done == run.steps:

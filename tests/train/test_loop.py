@@ -196,6 +196,24 @@ def test_resume_after_a_crash_continues_exactly(data, monkeypatch):
     assert rows[-1]["lr"] == pytest.approx(ref_rows[-1]["lr"])
 
 
+def test_lora_with_staged_unfreezing_trains_and_saves_a_merged_hf_model(data, capsys):
+    root, model, tokens = data
+    stages = [{"until_step": 2, "train": ["embeddings"]}, {"train": ["all"]}]
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    summary = train(_spec(root, model, tokens, "lora", max_steps=4, mode="lora", lora=lora, unfreeze=stages))
+    out = capsys.readouterr().out
+    assert "unfreeze stage 0: embeddings" in out and "unfreeze stage 1: all" in out
+    assert summary["steps"] == 4 and summary["final_loss"] < summary["first_loss"]
+    final = AutoModelForCausalLM.from_pretrained(root / "lora" / "out" / FINAL)
+    base = AutoModelForCausalLM.from_pretrained(model)
+    assert not any("lora" in n for n in final.state_dict())
+    assert sorted(final.state_dict()) == sorted(base.state_dict())
+    changed = {n for n, p in final.state_dict().items() if not torch.equal(p, base.state_dict()[n])}
+    # Embeddings (tied lm_head) and the merged q/v projections moved; the MLPs and norms did not.
+    assert "model.embed_tokens.weight" in changed and "model.layers.0.self_attn.q_proj.weight" in changed
+    assert not any("mlp" in n or "norm" in n or "k_proj" in n for n in changed)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The stage: accelerate launch in a subprocess
 
