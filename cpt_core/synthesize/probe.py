@@ -87,12 +87,15 @@ def distractor_pools(relations: list[Relation]) -> dict[tuple[str, str], list[st
     return {k: sorted(v) for k, v in pools.items()}
 
 
-def _choices(answer: Mention, language: str, pools: dict, n: int, key: str) -> list[str] | None:
-    """``n`` choices (the answer among ``n-1`` distractors of its shape, else of its type), or None."""
+def _choices(answer: Mention, relation: Relation, pools: dict, n: int, key: str) -> list[str] | None:
+    """``n`` choices (the answer among ``n-1`` distractors of its shape, else of its type), or None.
+
+    No distractor is another mention of the same sentence: it would be named in the question, or be a second
+    right answer."""
     rng = random.Random(key)
-    for pool_key in ((language, "shape:" + _shape(answer)), (language, answer.type)):
-        pool = [t for t in pools.get(pool_key, []) if t != answer.text and t not in answer.text
-                and answer.text not in t]
+    taken = [m.text for m in relation.mentions]
+    for pool_key in ((relation.language, "shape:" + _shape(answer)), (relation.language, answer.type)):
+        pool = [t for t in pools.get(pool_key, []) if not any(t in x or x in t for x in taken)]
         if len(pool) >= n - 1:
             choices = rng.sample(pool, n - 1) + [answer.text]
             rng.shuffle(choices)
@@ -108,7 +111,7 @@ def probe_items(relation: Relation, pools: dict, n_choices: int, seed: int) -> l
         if not cues:
             continue
         key = f"{seed}:{relation.doc_id}:{relation.sentence}:{answer.text}"
-        choices = _choices(answer, lang, pools, n_choices, key)
+        choices = _choices(answer, relation, pools, n_choices, key)
         if choices is None:
             continue
         fill = {"type": TYPE_WORDS[lang][answer.type], "cues": (", " if lang == "ko" else " and ").join(cues),

@@ -134,6 +134,7 @@ def test_probe_items_are_answerable_from_their_source_and_not_verbatim_in_traini
         answer = item["choices"][item["answer"]]
         assert answer == item["answer_text"] and answer in item["evidence"] and item["evidence"] in source
         assert len(set(item["choices"])) == 4 and sum(answer == c for c in item["choices"]) == 1
+        assert [c for c in item["choices"] if c in item["evidence"]] == [answer]  # one right answer
         assert not any(item["question"].replace("___", "").strip() in line for line in training_lines)
         assert item["ngram_overlap"] <= 0.5
         cues = [w for w in words(item["question"]) if w in words(source)]
@@ -165,3 +166,27 @@ def test_a_knowledge_graph_turns_the_default_strategy_off(curated, tmp_path):
     assert SynthesizeConfig(strategies=["entity"]).active_strategies(True) == ["entity"]
     with pytest.raises(ValueError, match="strategies"):
         SynthesizeConfig(strategies=["llm"])
+
+
+def test_tokenize_mixes_the_synthetic_documents_within_their_budget(curated, tmp_path):
+    from cpt_core.data.tokenize import TokenizeConfig, run_tokenize
+    from cpt_core.train.base_model import build_tiny_llama
+
+    texts = [d["text"] for d in _corpus()]
+    tokenizer_dir = build_tiny_llama(tmp_path / "tiny", texts * 3, vocab_size=300, seq_len=32)
+    tok = TokenizeConfig(seq_len=32, replay_ratio=0.0, synthetic_qa=False, heldout_fraction=0.15, heldout_max_docs=5)
+    syn = tmp_path / "syn"
+    run_synthesize(SynthesizeConfig(budget_multiple=0.5), curated, syn, tok.heldout_fraction, tok.heldout_max_docs)
+    s = run_tokenize(tok, curated, tokenizer_dir, tmp_path / "tokens", synthetic_dir=syn)["summary"]
+    budget = s["synthetic_budget"]
+    assert s["tokens_by_source"]["synthetic"] > 0 and s["mix"]["synthetic"] > 0
+    assert 0 < budget["tokens"] <= budget["budget_tokens"] and budget["realised_multiple"] <= 0.5
+    assert json.loads((tmp_path / "tokens" / "mix.json").read_text())["synthetic_budget"] == budget
+    heldout = [json.loads(x)["text"] for x in (tmp_path / "tokens" / "heldout" / "domain.jsonl").read_text().splitlines()]
+    synthetic = {r["text"] for r in _rows(syn / SYNTHETIC_FILE)}
+    assert heldout and not synthetic & set(heldout)  # synthetic documents never enter the held-out file
+    # A synthesize output made with another held-out split is refused, not silently mixed.
+    other = tmp_path / "syn-other"
+    run_synthesize(SynthesizeConfig(), curated, other, 0.5, 10)
+    with pytest.raises(ValueError, match="held out other documents"):
+        run_tokenize(tok, curated, tokenizer_dir, tmp_path / "tokens2", synthetic_dir=other)
