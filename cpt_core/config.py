@@ -23,6 +23,7 @@ from cpt_core.evaluate.stage import EvalConfig
 from cpt_core.ingest.crawl import CrawlConfig
 from cpt_core.ingest.extract import ExtractConfig
 from cpt_core.ingest.sources import DemoSource, Source, WebSource, merge_crawls
+from cpt_core.synthesize.stage import SynthesizeConfig
 from cpt_core.train.base_model import BaseModelConfig
 from cpt_core.train.config import ModelConfig, TrainConfig
 
@@ -68,6 +69,7 @@ class RunConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig, description="surgery and tokenizer extension")
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
+    synthesize: SynthesizeConfig = Field(default_factory=SynthesizeConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)

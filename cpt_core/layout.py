@@ -4,12 +4,14 @@
                         ingest/crawl/        WARC files + fetch log
                         ingest/extract/      documents/ (datatrove JSONL) + dropped/
                         curate/<step>/       documents/ + dropped/ per curation step
+                        synthesize/         documents/synthetic.jsonl, probe.jsonl (auto probe)
                         tokens/              train/*.arrow packed shards, heldout/, mix report
                         model/               final/ (save_pretrained), checkpoints/, metrics.jsonl
                         eval/                results.json (base vs trained)
                         report/              markdown reports and plots
     <root>/state/crawl.sqlite                what each run fetched (ETag, Last-Modified, content hash, ...)
     <root>/state/dedup/<run_id>/             hashes and MinHash signatures of each run's accepted documents
+    <root>/state/probes/<run_id>.jsonl       each run's auto probe, re-run by later refreshes
     <root>/state/registry.json               champion pointer and lineage
     <root>/cache/                            converted base models and other reusable downloads
 
@@ -77,6 +79,14 @@ class RunLayout:
     def start_model(self) -> Path:
         """The base checkpoint after model surgery and tokenizer extension (when the config asks for them)."""
         return self.run / "start-model"
+
+    @property
+    def synthesize(self) -> Path:
+        return self.run / "synthesize"
+
+    @property
+    def probes_dir(self) -> Path:
+        return self.state / "probes"
 
     @property
     def tokens(self) -> Path:

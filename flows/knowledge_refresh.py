@@ -1,4 +1,4 @@
-"""The knowledge-refresh flow: sources -> ingest -> curate -> train -> evaluate -> promote -> report.
+"""The knowledge-refresh flow: sources -> ingest -> curate -> synthesize -> train -> evaluate -> promote -> report.
 
 Every stage writes under ``<root>/runs/<run_id>/`` and ends with a manifest, so running the flow again with
 the same ``run_id`` resumes where it stopped (a finished run does no work), and a scheduled run with a new
@@ -22,7 +22,7 @@ from flows.ingest import demo_sources, ingest_flow
 from flows.run_names import flow_run_name
 from flows.train import train_flow
 from tasks.reporting import write_run_report
-from tasks.stages import nothing_new_task
+from tasks.stages import nothing_new_task, synthesize_task
 
 HELDOUT_NOTES = {
     "parent_heldout": "Too few new documents to hold any out: domain bits/byte is scored on the held-out set of "
@@ -102,6 +102,7 @@ def _refresh(config: RunConfig, layout: RunLayout) -> dict:
     curate = curate_flow(config, layout)
     if curate[CURATE_STEPS[-1]]["summary"].get("docs_out", 0) == 0:
         return _nothing_new(config, layout, ingest, curate)
+    synthesize = synthesize_task(config.synthesize, config.tokenize, layout, config.knowledge_graph)
     train = train_flow(config, layout)
     lineage = {
         "parent": train["start"]["parent"],
@@ -117,6 +118,7 @@ def _refresh(config: RunConfig, layout: RunLayout) -> dict:
     stages = _stage_manifests(
         ingest,
         curate,
+        synthesize=synthesize,
         tokenize=train["tokenize"],
         train=train["train"],
         evaluate=evaluation["evaluate"],

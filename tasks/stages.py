@@ -22,10 +22,12 @@ from cpt_core.evaluate.stage import EvalConfig, run_evaluate
 from cpt_core.ingest.crawl import CrawlConfig, crawl_with_state
 from cpt_core.ingest.extract import ExtractConfig, run_extract
 from cpt_core.ingest.sources import Source
-from cpt_core.io import atomic_write_json
+from cpt_core.io import atomic_file, atomic_write_json
 from cpt_core.layout import RunLayout
 from cpt_core.report.model_card import write_model_card
+from cpt_core.stage import MANIFEST
 from cpt_core.state import record_outcome
+from cpt_core.synthesize.stage import PROBE_FILE, SynthesizeConfig, run_synthesize
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import ModelConfig, TrainConfig
 from cpt_core.train.launch import run_train
@@ -137,6 +139,37 @@ def prepare_model_task(cfg: ModelConfig, layout: RunLayout, start: dict) -> dict
     return {**start, "model_dir": str(layout.start_model), "original_model_dir": start["model_dir"]}
 
 
+@task(name="synthesize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def synthesize_task(
+    cfg: SynthesizeConfig, tokenize: TokenizeConfig, layout: RunLayout, knowledge_graph: str | None
+) -> dict:
+    """Synthetic training documents from the curated training split, and the run's auto probe.
+
+    The probe is kept under ``state/probes/<run_id>.jsonl`` (like all state, it counts for other runs once
+    this run has finished), so later refreshes can re-run it.
+    """
+    manifest = run_synthesize(
+        cfg,
+        layout.curated,
+        layout.synthesize,
+        tokenize.heldout_fraction,
+        tokenize.heldout_max_docs,
+        has_knowledge_graph=knowledge_graph is not None,
+        progress=PrefectProgress("synthesize", layout.run_id),
+    )
+    probe = layout.synthesize / PROBE_FILE
+    if probe.is_file() and probe.stat().st_size:
+        with atomic_file(layout.probes_dir / f"{layout.run_id}.jsonl") as tmp:
+            tmp.write_bytes(probe.read_bytes())
+    return _finish("synthesize", layout, manifest)
+
+
+def _auto_probe(layout: RunLayout) -> Path | None:
+    """This run's auto probe, when the synthesize stage made one."""
+    probe = layout.synthesize / PROBE_FILE
+    return probe if probe.is_file() and probe.stat().st_size else None
+
+
 @task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, start: dict, knowledge_graph: str | None) -> dict:
     # Too few documents for a held-out split: score on the held-out set of the run this one continues from.
@@ -149,6 +182,7 @@ def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, start: dict, knowledge
         knowledge_graph=Path(knowledge_graph) if knowledge_graph else None,
         progress=PrefectProgress("tokenize", layout.run_id),
         fallback_heldout=parent_heldout if parent_heldout.is_file() else None,
+        synthetic_dir=layout.synthesize if (layout.synthesize / MANIFEST).is_file() else None,
     )
     return _finish("tokenize", layout, manifest)
 
@@ -173,6 +207,7 @@ def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_g
         Path(knowledge_graph) if knowledge_graph else None,
         layout.eval,
         progress=PrefectProgress("evaluate", layout.run_id),
+        auto_probe=_auto_probe(layout),
     )
     write_model_card(layout)  # rewritten with the gate decision once promote has run
     return _finish("evaluate", layout, manifest)

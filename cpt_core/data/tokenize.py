@@ -7,7 +7,9 @@ Algorithm (``run_tokenize``):
    out in every run and on every machine, whatever the order or the other documents, so a refresh run never
    trains on what an earlier run evaluated on.
 3. Training text = the remaining domain documents + synthetic question/answer documents from the knowledge
-   graph (several phrasings per fact; this lifts fact recall well above articles alone) + *replay*: general
+   graph (several phrasings per fact; this lifts fact recall well above articles alone) + the synthesize
+   stage's documents (``synthetic``: restatements of the training split only, taken in their own order up to
+   ``budget_multiple`` times the domain tokens, as ``synthesis.json`` beside them says) + *replay*: general
    text sized so it makes up ``replay_ratio`` of the training tokens, which is what keeps forgetting down.
    Domain and synthetic documents are repeated ``epochs_of_domain`` times (small domain corpora need several
    passes; replay is not repeated more than needed), and every document is shuffled with ``seed`` so copies
@@ -30,6 +32,7 @@ Algorithm (``run_tokenize``):
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -61,7 +64,7 @@ HELDOUT_FILE = "heldout/domain.jsonl"
 MIX_FILE = "mix.json"
 SHARD_PATTERN = "shard-{:05d}.arrow"
 SCHEMA = pa.schema([pa.field("input_ids", pa.list_(pa.int32()))])
-SOURCES = ("domain", "synthetic_qa", "replay")
+SOURCES = ("domain", "synthetic_qa", "synthetic", "replay")
 ENCODE_BATCH = 256
 
 
@@ -226,8 +229,12 @@ def run_tokenize(
     knowledge_graph: Path | None = None,
     progress: ProgressFn = no_progress,
     fallback_heldout: Path | None = None,
+    synthetic_dir: Path | None = None,
 ) -> dict:
     """Hold out, mix, tokenize and pack the curated documents into Arrow shards under ``output``.
+
+    ``synthetic_dir`` is the synthesize stage's output: its documents join the training mix (never the
+    held-out file), within the token budget it records.
 
     ``fallback_heldout`` (the held-out file of the run this one continues from) is scored when the corpus is
     too small to hold anything out (see ``cpt_core.data.heldout``).
@@ -241,10 +248,14 @@ def run_tokenize(
         inputs.append(replay_path)  # a user's replay file is an input: editing it must redo the stage
     if fallback_heldout is not None:
         inputs.append(Path(fallback_heldout))
+    if synthetic_dir is not None:
+        inputs.append(Path(synthetic_dir))
     extra = {"tokenizer": tokenizer_fingerprint(tokenizer_dir)}
 
     def work(partial: Path) -> dict:
-        return _tokenize(cfg, docs_dir, tokenizer_dir, partial, knowledge_graph, progress, fallback_heldout)
+        return _tokenize(
+            cfg, docs_dir, tokenizer_dir, partial, knowledge_graph, progress, fallback_heldout, synthetic_dir
+        )
 
     return run_stage("tokenize", output, cfg, inputs, work, extra_key=extra, code="cpt_core.data")
 
@@ -281,6 +292,37 @@ def _synthetic_texts(cfg: TokenizeConfig, knowledge_graph: Path | None, rng: ran
         last = qa_documents(facts, cfg.seed + whole)
         texts += rng.sample(last, round(frac * len(last)))
     return texts
+
+
+def _stage_synthetic(
+    synthetic_dir: Path | None, heldout_ids: set[str], domain_tokens: int, tokenizer, progress: ProgressFn
+) -> tuple[list[list[int]], dict]:
+    """The synthesize stage's documents, tokenized, in their order, up to ``budget_multiple`` x the domain
+    tokens; and the budget report. The stage's held-out split must be this one (same rule, same documents)."""
+    if synthetic_dir is None:
+        return [], {}
+    meta_path = Path(synthetic_dir) / "synthesis.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path} is missing: run the synthesize stage first")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if set(meta.get("heldout_ids", [])) != heldout_ids:
+        raise ValueError(
+            f"{meta_path}: the synthesize stage held out other documents than tokenize does; both must use "
+            "tokenize.heldout_fraction and tokenize.heldout_max_docs (rerun synthesize)"
+        )
+    texts = [row["text"] for path in jsonl_files(Path(synthetic_dir) / "documents")
+             for _, row in iter_text_rows(path) if row["text"].strip()]
+    budget = round(float(meta.get("budget_multiple", 0)) * domain_tokens)
+    kept, used = [], 0
+    for ids in encode(tokenizer, texts, progress, "synthetic docs"):
+        if used + len(ids) > budget:
+            break
+        kept.append(ids)
+        used += len(ids)
+    report = {"budget_multiple": meta.get("budget_multiple"), "budget_tokens": budget, "docs_offered": len(texts),
+              "docs_used": len(kept), "tokens": used, "realised_multiple": round(used / domain_tokens, 4)
+              if domain_tokens else None}
+    return kept, report
 
 
 def _replay_ids(
@@ -342,6 +384,7 @@ def _tokenize(
     knowledge_graph: Path | None,
     progress: ProgressFn,
     fallback_heldout: Path | None = None,
+    synthetic_dir: Path | None = None,
 ) -> dict:
     started = time.monotonic()
     unreadable: list[Unreadable] = []
@@ -359,6 +402,11 @@ def _tokenize(
     synthetic_ids = encode(tokenizer, _synthetic_texts(cfg, knowledge_graph, rng), progress, "synthetic QA docs")
     core = _repeat([("domain", ids) for ids in domain_ids if ids], cfg.epochs_of_domain, rng)
     core += [("synthetic_qa", ids) for ids in synthetic_ids if ids]
+    heldout_ids = {d["id"] for d in docs} - {d["id"] for d in train_docs}
+    staged_ids, staged_report = _stage_synthetic(
+        synthetic_dir, heldout_ids, sum(map(len, domain_ids)), tokenizer, progress
+    )
+    core += [("synthetic", ids) for ids in staged_ids if ids]
     core_tokens = sum(len(ids) + overhead for _, ids in core)
     # replay / (core + replay) = ratio  =>  replay = core * ratio / (1 - ratio)
     replay_target = round(core_tokens * cfg.replay_ratio / (1 - cfg.replay_ratio)) if cfg.replay_ratio else 0
@@ -382,6 +430,7 @@ def _tokenize(
         "tokens_by_source": tokens_by_source,
         "mix": mix,
         "replay_ratio_target": cfg.replay_ratio,
+        **({"synthetic_budget": staged_report} if staged_report else {}),
         "epochs_of_domain": cfg.epochs_of_domain,
         "sequences": n_seq,
         "seq_len": cfg.seq_len,
@@ -399,7 +448,7 @@ def _tokenize(
     }
     summary["log_line"] = (
         f"packed {n_seq} sequences of {cfg.seq_len} tokens ({kept} tokens: domain {mix['domain']:.0%}, "
-        f"synthetic QA {mix['synthetic_qa']:.0%}, replay {mix['replay']:.0%}) from {len(train_docs)} domain "
+        f"synthetic QA {mix['synthetic_qa']:.0%}, synthetic {mix['synthetic']:.0%}, replay {mix['replay']:.0%}) from {len(train_docs)} domain "
         f"docs ({n_heldout} held out, rule {rule}); tokenized {meter.line('tokens')}"
     )
     atomic_write_json(out / MIX_FILE, summary)

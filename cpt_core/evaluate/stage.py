@@ -2,7 +2,8 @@
 
 Both models are measured on the same inputs: bits per byte (``bpb``) on held-out *domain* text (did CPT
 learn the domain?) and on held-out *general* text (did it forget?), the multiple-choice fact probe and any
-extra lm-eval tasks (``harness``). ``results.json`` holds both columns and their deltas; ``eval_delta`` and
+extra lm-eval tasks (``harness``), and the run's auto probe (made by the synthesize stage from the run's
+own documents when no knowledge graph is given) through the same multiple-choice scoring. ``results.json`` holds both columns and their deltas; ``eval_delta`` and
 ``load_results`` serve the promotion gate.
 
 ``torch``, ``transformers`` and ``lm_eval`` are imported inside the functions that need them: ``config.py``
@@ -46,6 +47,7 @@ class EvalConfig(BaseModel):
     )
     batch_size: int = Field(8, ge=1)
     fact_probe: bool = Field(True, description="multiple-choice probe generated from the knowledge graph")
+    auto_probe: bool = Field(True, description="score the synthesize stage's auto probe when the run has one")
     lm_eval_tasks: list[str] = Field(
         default_factory=list, description="extra lm-eval task names or YAML paths"
     )
@@ -132,6 +134,7 @@ def evaluate_model(
     knowledge_graph: Path | None,
     workdir: Path,
     progress: ProgressFn = no_progress,
+    auto_probe: Path | None = None,
 ) -> dict:
     """Every measurement of one model: domain and general bpb, fact probe, extra lm-eval tasks.
 
@@ -158,6 +161,11 @@ def evaluate_model(
             None,
             cfg.batch_size,
         )
+    auto = None
+    if cfg.auto_probe and auto_probe:
+        auto = fact_probe_accuracy(
+            model, tokenizer, read_probe(auto_probe), Path(workdir) / "auto_probe", None, cfg.batch_size
+        )
     tasks = run_lm_eval_tasks(model, tokenizer, cfg.lm_eval_tasks, cfg.lm_eval_limit, cfg.batch_size)
     return {
         "model_dir": str(model_dir),
@@ -169,9 +177,31 @@ def evaluate_model(
         "domain": domain,
         "general": general,
         "probe": probe,
+        "auto_probe_acc": auto["acc"] if auto else None,
+        "auto_probe": auto,
         "tasks": tasks,
         "seconds": round(time.time() - started, 3),
     }
+
+
+def read_probe(path: Path) -> list[dict]:
+    """Probe rows ``{id, question, choices, answer}`` from a JSONL file; errors name the file and line."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append({k: row[k] for k in ("id", "question", "choices", "answer")})
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{path}:{lineno}: not a probe row with id, question, choices, answer ({err})") from None
+    return rows
+
+
+def _points(base: dict, trained: dict, key: str) -> float | None:
+    if base.get(key) is None or trained.get(key) is None:
+        return None
+    return trained[key] - base[key]
 
 
 def _rel(new: float | None, old: float | None) -> float | None:
@@ -182,13 +212,11 @@ def _rel(new: float | None, old: float | None) -> float | None:
 
 def eval_delta(base: dict, trained: dict) -> dict:
     """Relative bpb changes (negative = better) and probe accuracy change in points of 1.0."""
-    probe = None
-    if base.get("probe_acc") is not None and trained.get("probe_acc") is not None:
-        probe = trained["probe_acc"] - base["probe_acc"]
     return {
         "domain_bpb_rel": _rel(trained.get("domain_bpb"), base.get("domain_bpb")),
         "general_bpb_rel": _rel(trained.get("general_bpb"), base.get("general_bpb")),
-        "probe_acc_points": probe,
+        "probe_acc_points": _points(base, trained, "probe_acc"),
+        "auto_probe_acc_points": _points(base, trained, "auto_probe_acc"),
     }
 
 
@@ -241,6 +269,7 @@ def run_evaluate(
     knowledge_graph: Path | None,
     output: Path,
     progress: ProgressFn = no_progress,
+    auto_probe: Path | None = None,
 ) -> dict:
     """The evaluate stage: base and trained model on the same texts and probe; writes ``results.json``.
 
@@ -253,6 +282,7 @@ def run_evaluate(
     # Both models enter the key by their content fingerprint (config, weights, tokenizer), not every file in
     # their folders: the model card written beside a model must not make its evaluation stale.
     inputs = [Path(domain_heldout)] + ([Path(knowledge_graph)] if knowledge_graph else [])
+    inputs += [Path(auto_probe)] if auto_probe else []
 
     def work(partial: Path) -> dict:
         started = time.time()
@@ -260,7 +290,7 @@ def run_evaluate(
         for i, (name, model_dir) in enumerate((("base", base_dir), ("trained", trained_dir))):
             progress(i, 2, f"evaluating the {name} model ({model_dir})")
             columns[name] = evaluate_model(
-                cfg, Path(model_dir), Path(domain_heldout), knowledge_graph, partial / name
+                cfg, Path(model_dir), Path(domain_heldout), knowledge_graph, partial / name, auto_probe=auto_probe
             )
             logger.info(
                 "%s model: domain bpb %.4f, general bpb %.4f, probe acc %s",
@@ -286,6 +316,9 @@ def run_evaluate(
             "trained_general_bpb": trained["general_bpb"],
             "base_probe_acc": base["probe_acc"],
             "trained_probe_acc": trained["probe_acc"],
+            "base_auto_probe_acc": base["auto_probe_acc"],
+            "trained_auto_probe_acc": trained["auto_probe_acc"],
+            "auto_probe_n": trained["auto_probe"]["n"] if trained["auto_probe"] else 0,
             **{k: v for k, v in delta.items() if k != "by_language"},
             "domain_tokens": trained["domain"]["tokens"],
             "general_tokens": trained["general"]["tokens"],

@@ -99,3 +99,27 @@ def test_run_evaluate_writes_results_and_skips_on_rerun(setup, tmp_path):
 
     again = run_evaluate(cfg, setup["base_dir"], setup["trained_dir"], heldout, setup["kg"], out)
     assert again["skipped"]
+
+
+def test_run_evaluate_scores_the_auto_probe_for_base_and_trained(setup, tmp_path):
+    heldout = tmp_path / "domain.jsonl"
+    heldout.write_text("".join(json.dumps({"text": t}) + "\n" for t in setup["prose"]))
+    general = tmp_path / "general.txt"
+    general.write_text("\n\n".join(prose_texts(2, seed=7)))
+    probe = tmp_path / "probe.jsonl"  # rows as the synthesize stage writes them, extra fields included
+    probe.write_text("".join(json.dumps({**r, "kind": "multiple_choice", "ngram_overlap": 0.1}) + "\n"
+                             for r in setup["rows"]))
+    cfg = EvalConfig(general_heldout=GeneralTextConfig(source=str(general), max_chars=2000), bpb_seq_len=64,
+                     batch_size=4, domain_max_chars=2000)
+    manifest = run_evaluate(cfg, setup["base_dir"], setup["trained_dir"], heldout, None, tmp_path / "eval",
+                            auto_probe=probe)
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    base, trained = results["base"], results["trained"]
+    assert base["probe_acc"] is None and trained["auto_probe"]["n"] == len(setup["rows"])
+    assert trained["auto_probe_acc"] > base["auto_probe_acc"]  # the trained model saw these lines
+    assert results["delta"]["auto_probe_acc_points"] == pytest.approx(trained["auto_probe_acc"] - base["auto_probe_acc"])
+    assert manifest["summary"]["auto_probe_n"] == len(setup["rows"])
+    probe.write_text('{"id": "x", "question": "q"}\n')
+    with pytest.raises(ValueError, match=r"probe.jsonl:1: not a probe row"):
+        run_evaluate(cfg, setup["base_dir"], setup["trained_dir"], heldout, None, tmp_path / "eval2",
+                     auto_probe=probe)

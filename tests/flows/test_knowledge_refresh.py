@@ -207,7 +207,7 @@ def test_rerun_of_a_finished_run_does_no_work(finished_run):
     assert Registry(layout.registry).champion()["run_id"] == "r1"
     before = {p: p.stat().st_mtime_ns for p in layout.run.rglob("_manifest.json")}
     again = knowledge_refresh(config)
-    assert set(again["skipped"]) == {"crawl", "extract", *(f"curate/{s}" for s in STEPS), "tokenize", "train",
+    assert set(again["skipped"]) == {"crawl", "extract", *(f"curate/{s}" for s in STEPS), "synthesize", "tokenize", "train",
                                      "evaluate", "promote"}
     after = {p: p.stat().st_mtime_ns for p in layout.run.rglob("_manifest.json")}
     assert before == after
