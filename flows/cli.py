@@ -5,6 +5,7 @@
     cptflow run configs/demo.yaml --run-id demo-1      # resume (or no-op rerun of) a given run
     cptflow stage quality --config C --input DOCS --output OUT   # one stage over datatrove JSONL
     cptflow validate configs/korean_7b.yaml            # check a recipe without running it
+    cptflow plan configs/korean_7b.yaml                # tokens, steps, per-GPU memory and time of its training
     cptflow registry ls --root R                       # the model registry: runs, champion, lineage
     cptflow registry reset-champion --root R --to RUN  # repair the champion pointer (or --base)
 
@@ -224,6 +225,33 @@ def _run_one_stage(
             cfg.evaluate, need(model, "model"), need(input, "input"), need(heldout, "heldout"), kg, output, progress
         )
     return manifest
+
+
+@app.command()
+def plan(
+    config: Path,
+    set_: list[str] | None = typer.Option(None, "--set", help=SET_HELP),
+    tokens: int | None = typer.Option(None, help="training tokens (default: estimated from the crawl budget)"),
+    gpu_gb: float = typer.Option(80, help="memory of one GPU, GB"),
+    gpu_name: str = typer.Option("H100", help="the GPU, for the printout"),
+    peak_tflops: float = typer.Option(989, help="dense bf16 peak of one GPU, TFLOP/s"),
+    mfu: float = typer.Option(0.4, help="assumed model FLOPs utilisation"),
+    shape: str | None = typer.Option(None, help="model shape when no config.json is at hand: layers=32,hidden=..."),
+) -> None:
+    """Print a recipe's training plan: tokens, steps, per-GPU memory per layout, time at an assumed MFU."""
+    from cpt_core.train.plan import plan_recipe, render
+
+    cfg = _load(config, set_)
+    try:
+        overrides = None
+        if shape:
+            overrides = {k: (v.lower() == "true" if k == "tied" else int(v))
+                         for k, v in (kv.split("=", 1) for kv in shape.split(","))}  # fmt: skip
+        result = plan_recipe(cfg, tokens=tokens, gpu_gb=gpu_gb, peak_tflops=peak_tflops, mfu=mfu,
+                             shape_overrides=overrides)  # fmt: skip
+    except (ValueError, TypeError) as err:
+        _fail(err)
+    typer.echo(render(result, cfg.name, gpu_name, peak_tflops, mfu))
 
 
 ROOT_HELP = "the data root holding runs/ and state/"

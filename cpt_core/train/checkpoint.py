@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cpt_core.io import atomic_write_json
 from cpt_core.train.config import METRICS
+from cpt_core.train.sharding import load_sharded, save_sharded
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +37,23 @@ def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
     return max(done, key=lambda p: json.loads((p / CHECKPOINT_INFO).read_text())["step"], default=None)
 
 
-def save_checkpoint(accelerator, checkpoint_dir: Path, step: int, tokens: int, output_dir: Path) -> None:
-    """Save the full training state at ``step`` (all processes take part) and drop older checkpoints."""
+def save_checkpoint(
+    accelerator, checkpoint_dir: Path, step: int, tokens: int, output_dir: Path, sharded: tuple | None = None
+) -> None:
+    """Save the full training state at ``step`` (all processes take part) and drop older checkpoints.
+
+    ``sharded``: the FSDP ``(model, optimizer)``, whose shards each rank writes (``sharding.py``); accelerate
+    then saves only the RNG states and the scheduler.
+    """
     final = checkpoint_dir / f"step-{step:08d}"
     tmp = checkpoint_dir / f".tmp-step-{step:08d}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)  # before any rank writes its RNG state into it
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    if sharded:
+        save_sharded(*sharded, tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if (output_dir / METRICS).exists():
@@ -56,7 +66,9 @@ def save_checkpoint(accelerator, checkpoint_dir: Path, step: int, tokens: int, o
     accelerator.wait_for_everyone()
 
 
-def restore_checkpoint(accelerator, checkpoint_dir: Path, output_dir: Path) -> int | None:
+def restore_checkpoint(
+    accelerator, checkpoint_dir: Path, output_dir: Path, sharded: tuple | None = None
+) -> int | None:
     """Load the newest complete checkpoint and its metrics; returns its step, or None to start fresh."""
     checkpoint = latest_checkpoint(checkpoint_dir)
     if checkpoint is None:
@@ -64,6 +76,8 @@ def restore_checkpoint(accelerator, checkpoint_dir: Path, output_dir: Path) -> i
             (output_dir / METRICS).write_text("")
         return None
     accelerator.load_state(str(checkpoint))
+    if sharded:
+        load_sharded(*sharded, checkpoint)
     step = json.loads((checkpoint / CHECKPOINT_INFO).read_text())["step"]
     if accelerator.is_main_process:
         rows = []

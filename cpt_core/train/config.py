@@ -40,7 +40,14 @@ class TrainConfig(BaseModel):
     # A resumed run replays the same batches from the same state, so where it was cut makes no difference.
     checkpoint_every: int = not_in_key(50, ge=1, description="optimizer steps between resumable checkpoints")
     log_every: int = not_in_key(1, ge=1, description="optimizer steps between metrics lines")
-    num_processes: int = Field(1, ge=1, description="accelerate processes (GPUs)")
+    num_processes: int = Field(1, ge=1, description="accelerate processes (GPUs) per node")
+    num_machines: int = Field(1, ge=1, description="nodes; the launcher reads the node rank and main address")
+    sharding: Literal["none", "full", "hybrid"] = Field(
+        "none",
+        description="FSDP: full shards weights, gradients and optimizer state over every GPU; hybrid shards "
+        "within a node and replicates across nodes; none keeps a full copy per GPU (DDP)",
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass")
     # In the key: the thread count changes the order of float reductions, hence the last bits of the weights.
     cpu_threads: int | None = Field(
         None, ge=1, description="torch threads per process when training on CPU; default: cores / processes"
@@ -57,6 +64,11 @@ class TrainConfig(BaseModel):
     def _check_unfreeze(self) -> TrainConfig:
         if self.unfreeze:
             check_stages(self.unfreeze)
+        if self.sharding != "none" and (self.mode == "lora" or self.unfreeze):
+            raise ValueError(
+                "train.sharding (FSDP) trains every parameter; it cannot be combined with train.mode: lora or "
+                "train.unfreeze (LoRA's adapters are small enough for sharding: none)"
+            )
         return self
 
 

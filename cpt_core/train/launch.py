@@ -47,15 +47,46 @@ def launch_command(spec_path: Path, cfg: TrainConfig, mixed_precision: str) -> l
     """``python -m accelerate.commands.launch ... -m cpt_core.train.loop --spec spec.json``."""
     import torch
 
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes)]
-    cmd += ["--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision", mixed_precision]
+    total = cfg.num_processes * cfg.num_machines
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(total)]
+    cmd += ["--num_machines", str(cfg.num_machines), "--dynamo_backend", "no", "--mixed_precision", mixed_precision]
+    if cfg.num_machines > 1:
+        cmd += _node_arguments()
     if not torch.cuda.is_available():
+        if total > 1:
+            # accelerate's CPU launcher runs one process (several only through MPI); torch's launcher starts
+            # them, and accelerate joins them in a gloo process group from the environment it sets.
+            return _torchrun_command(spec_path, cfg)
         # Without this accelerate pins each CPU process to OMP_NUM_THREADS (default 1) on some machines.
         threads = cfg.cpu_threads or max(1, (os.cpu_count() or 1) // cfg.num_processes)
         cmd += ["--cpu", "--num_cpu_threads_per_process", str(threads)]
     elif cfg.num_processes > 1:
         cmd += ["--multi_gpu"]
     return cmd + ["-m", LOOP_MODULE, "--spec", str(spec_path)]
+
+
+def _torchrun_command(spec_path: Path, cfg: TrainConfig) -> list[str]:
+    """Several CPU processes on this node (gloo), e.g. to exercise DDP and FSDP without a GPU."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(cfg.num_processes)]
+    cmd += ["--standalone"]  # a free local rendezvous port
+    return cmd + ["-m", LOOP_MODULE, "--spec", str(spec_path)]
+
+
+def _node_arguments() -> list[str]:
+    """This node's rank and the main node's address, from the scheduler's environment (Slurm or torchrun's).
+
+    Every node runs the same train task; ``CPTFLOW_MACHINE_RANK`` (else ``SLURM_NODEID``, else
+    ``NODE_RANK``) tells them apart and ``MASTER_ADDR``/``MASTER_PORT`` name the rendezvous.
+    """
+    env = os.environ
+    rank = env.get("CPTFLOW_MACHINE_RANK") or env.get("SLURM_NODEID") or env.get("NODE_RANK")
+    addr = env.get("MASTER_ADDR")
+    if rank is None or addr is None:
+        raise ValueError(
+            "train.num_machines > 1 needs this node's rank (CPTFLOW_MACHINE_RANK, SLURM_NODEID or NODE_RANK) "
+            "and the main node's address (MASTER_ADDR) in the environment"
+        )
+    return ["--machine_rank", rank, "--main_process_ip", addr, "--main_process_port", env.get("MASTER_PORT", "29500")]
 
 
 def train_key(cfg: TrainConfig, model_dir: Path, tokens_dir: Path) -> tuple[str, dict]:

@@ -36,6 +36,7 @@ from cpt_core.train.loss import backward_window
 from cpt_core.train.modes import final_model, set_up_mode
 from cpt_core.train.optim import BatchPlan, build_optimizer, total_steps
 from cpt_core.train.orphans import exit_with_orchestrator
+from cpt_core.train.sharding import full_state_dict, local_value, shard_model
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ class _Run:
     output_dir: Path
     checkpoint_dir: Path
     unfreezer: Any = None
+    sharded: bool = False
+
+    def checkpoint_extra(self) -> dict:
+        """What checkpoints need beyond accelerate's state: the sharded model and optimizer under FSDP."""
+        return {"sharded": (self.model, self.optimizer)} if self.sharded else {}
 
 
 def _set_up(spec: dict) -> _Run:
@@ -78,9 +84,11 @@ def _set_up(spec: dict) -> _Run:
 
         # Frozen stages leave parameters without gradients, which DDP must be told to expect.
         handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
+    # cpu=True on a machine without CUDA: several CPU processes (torch's launcher) then form a gloo group.
     accelerator = Accelerator(
-        gradient_accumulation_steps=cfg.grad_accum_steps, mixed_precision=mixed_precision, kwargs_handlers=handlers
-    )
+        gradient_accumulation_steps=cfg.grad_accum_steps, mixed_precision=mixed_precision, kwargs_handlers=handlers,
+        cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
     set_seed(cfg.seed)
     if cfg.cpu_threads and accelerator.device.type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
@@ -90,13 +98,20 @@ def _set_up(spec: dict) -> _Run:
 
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32)
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model, unfreezer = set_up_mode(model, cfg.mode, cfg.lora, cfg.unfreeze, Path(spec["model_dir"]))
     model.train()
     data = PackedSequences(Path(spec["tokens_dir"]))
     procs = accelerator.num_processes
     steps = total_steps(len(data), cfg, procs)
+    sharded = cfg.sharding != "none" and procs > 1
+    if sharded:  # FSDP2 (sharding.py); accelerate must not wrap the model in DDP as well
+        model = shard_model(model, device=accelerator.device, world=procs, nodes=cfg.num_machines,
+                            sharding=cfg.sharding, bf16=mixed_precision == "bf16")  # fmt: skip
     optimizer, scheduler = build_optimizer(model, cfg, steps)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if not sharded:
+        model, optimizer = accelerator.prepare(model, optimizer)
     # The scheduler is stepped by hand once per optimizer step (a prepared one steps once per process);
     # registering it puts it in the checkpoints.
     accelerator.register_for_checkpointing(scheduler)
@@ -105,7 +120,7 @@ def _set_up(spec: dict) -> _Run:
         plan=BatchPlan(len(data), cfg, procs), steps=steps,
         tokens_per_step=cfg.micro_batch_size * cfg.grad_accum_steps * procs * data.seq_len,
         mixed_precision=mixed_precision, model_dir=Path(spec["model_dir"]), output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir, unfreezer=unfreezer,
+        checkpoint_dir=checkpoint_dir, unfreezer=unfreezer, sharded=sharded,
     )  # fmt: skip
 
 
@@ -150,7 +165,7 @@ def _log_step(run: _Run, done: int, start_step: int, elapsed: float, loss_sum, t
         "step": done,
         "loss": round(mean_loss, 6),
         "lr": lr,
-        "grad_norm": round(float(grad_norm), 6) if grad_norm is not None else None,
+        "grad_norm": round(local_value(grad_norm), 6) if grad_norm is not None else None,
         "tokens": done * run.tokens_per_step,
         "tokens_per_s": round(tokens_run / elapsed, 1) if elapsed > 0 else None,
         "elapsed": round(elapsed, 3),
@@ -190,9 +205,9 @@ def _save_final(run: _Run, summary: dict) -> None:
 
     acc = run.accelerator
     # Every process takes part in gathering the weights (FSDP/DeepSpeed shard them); the main one writes.
-    state_dict = acc.get_state_dict(run.model)
+    state_dict = full_state_dict(run.model) if run.sharded else acc.get_state_dict(run.model)
     if acc.is_main_process:
-        unwrapped = acc.unwrap_model(run.model)
+        unwrapped = _plain_model(run.model, state_dict) if run.sharded else acc.unwrap_model(run.model)
         if run.cfg.mode == "lora":
             # The adapters merged into the base weights: the same ordinary HF folder full fine-tuning writes.
             unwrapped, state_dict = final_model(unwrapped, "lora"), None
@@ -203,11 +218,25 @@ def _save_final(run: _Run, summary: dict) -> None:
     acc.wait_for_everyone()
 
 
+def _plain_model(sharded_model, state_dict: dict):
+    """An ordinary (unsharded) model of the same class holding ``state_dict``, so the saved config names the
+    model's own architecture rather than FSDP's wrapper class."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = sharded_model.config
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(state_dict, assign=True, strict=False)
+    plain.tie_weights()
+    return plain
+
+
 def train(spec: dict) -> dict:
     """Run (or resume) the CPT loop described by ``spec``; returns the summary it also writes to disk."""
     run = _set_up(spec)
     acc, cfg = run.accelerator, run.cfg
-    resumed_from = restore_checkpoint(acc, run.checkpoint_dir, run.output_dir)
+    resumed_from = restore_checkpoint(acc, run.checkpoint_dir, run.output_dir, **run.checkpoint_extra())
     start_step = resumed_from or 0
     if resumed_from is not None:
         acc.print(f"resumed from step {start_step}/{run.steps}")
@@ -221,7 +250,8 @@ def train(spec: dict) -> dict:
         if done % cfg.log_every == 0 or done == run.steps:
             _log_step(run, done, start_step, time.monotonic() - started, loss_sum, tokens, grad_norm, lr)
         if done % cfg.checkpoint_every == 0 and done < run.steps:
-            save_checkpoint(acc, run.checkpoint_dir, done, done * run.tokens_per_step, run.output_dir)
+            save_checkpoint(acc, run.checkpoint_dir, done, done * run.tokens_per_step, run.output_dir,
+                            **run.checkpoint_extra())  # fmt: skip
 
     acc.wait_for_everyone()
     summary = _summary(run, start_step, resumed_from, time.monotonic() - started)
