@@ -245,6 +245,16 @@ def test_warc_records_are_html_responses(site, first_crawl):
     assert entry["status"] == 200 and entry["fetched_at"] and site.base + "/a/deep" in entry["links"]
 
 
+def test_failed_urls_get_state_rows_with_their_status(site, first_crawl):
+    out, _ = first_crawl
+    with CrawlDB(out.parent / "state") as db:
+        failed = {u.removeprefix(site.base): (r["status"], r["reason"]) for u, r in db.failures(["run1"]).items()}
+        assert set(db.visible(["run1"])).isdisjoint(db.failures(["run1"]))
+    assert failed["/missing"] == (404, "http_404") and failed["/slow"] == (None, "timeout")
+    assert failed[f"http://127.0.0.1:{site.closed_port}/"] == (None, "unreachable")
+    assert "/private/secret" not in failed and "/doc.pdf" not in failed  # robots, non_html: not failures
+
+
 def test_rerun_is_skipped_and_output_is_deterministic(site, first_crawl, tmp_path):
     out, manifest = first_crawl
     again = run_crawl(_cfg(site), out, {})
