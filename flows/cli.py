@@ -121,7 +121,11 @@ def _documents_input(path: Path, scratch: Path) -> Path:
 def stage(
     name: Stage,
     config: Path = typer.Option(..., help="run config (YAML)"),
-    input: Path | None = typer.Option(None, help="the previous stage's output folder"),
+    input: Path | None = typer.Option(
+        None,
+        help="the previous stage's output folder (extract: the crawl's; optional when the config's sources "
+        "include documents or warc)",
+    ),
     output: Path = typer.Option(..., help="this stage's output folder"),
     model: Path | None = typer.Option(None, help="model/tokenizer folder (tokenize, train, evaluate base)"),
     heldout: Path | None = typer.Option(None, help="held-out domain JSONL (evaluate)"),
@@ -201,9 +205,7 @@ def _run_one_stage(
 
         manifest = crawl_with_state(cfg.ingest.crawl, output, state, run_id, progress)
     elif name is Stage.extract:
-        from cpt_core.ingest.extract import run_extract
-
-        manifest = run_extract(cfg.ingest.extract, need(input, "input"), output, progress)
+        manifest = _run_extract(cfg, input, output, progress, need)
     elif name.value in ("language", "quality", "exact_dedup", "near_dedup"):
         from cpt_core.curate.pipeline import run_curate_step
 
@@ -252,6 +254,28 @@ def plan(
     except (ValueError, TypeError) as err:
         _fail(err)
     typer.echo(render(result, cfg.name, gpu_name, peak_tflops, mfu))
+
+
+def _run_extract(cfg: RunConfig, crawl_dir: Path | None, output: Path, progress, need) -> dict:
+    """Extract over the crawl folder ``--input`` and the config's documents/warc sources (``--input`` may be
+    left out when the config has such sources and nothing crawled to read)."""
+    from cpt_core.ingest.extract import run_extract
+    from cpt_core.ingest.sources import DocumentsSource, WarcSource
+
+    sources = list(cfg.ingest.sources)
+    if not any(isinstance(s, DocumentsSource | WarcSource) for s in sources):
+        crawl_dir = need(crawl_dir, "input")
+    return run_extract(
+        cfg.ingest.extract, crawl_dir, output, progress, sources=sources, secret_block=_secret_block
+    )
+
+
+def _secret_block(name: str) -> str:
+    """The value of a Prefect Secret block named by a source's storage options."""
+    from prefect.blocks.system import Secret
+
+    value = Secret.load(name).get()
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 ROOT_HELP = "the data root holding runs/ and state/"

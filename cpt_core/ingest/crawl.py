@@ -60,14 +60,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from cpt_core.faults import fault_point
 from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, row_from_log
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher, FetchSettings, Response
+from cpt_core.ingest.page_reader import directives, feed_links_safe, normalised, page_pool, read_page
 from cpt_core.ingest.seeds import SeedFinder
 from cpt_core.ingest.urls import (
     PageLinks,
-    feed_links,
     host_keys,
     normalise_url,
-    parse_page,
-    robots_directives,
 )
 from cpt_core.ingest.warc import WARC_DIR, StoredPage, WarcFiles
 from cpt_core.io import HTML_TYPES, atomic_write_text, stable_json
@@ -81,7 +79,11 @@ PROGRESS_EVERY = 10
 FETCH_LOG = "fetch_log.jsonl"
 WINDOW_PER_SLOT = 4
 NOT_DOCS = ("fetched", "redirect", "feed")
-CRAWL_CODE = ("cpt_core.ingest.crawl", "cpt_core.ingest.crawl_db")  # the recrawl policy lives there
+CRAWL_CODE = (
+    "cpt_core.ingest.crawl",
+    "cpt_core.ingest.crawl_db",
+    "cpt_core.ingest.page_reader",
+)  # the recrawl policy lives there
 
 
 class CrawlConfig(BaseModel):
@@ -122,12 +124,18 @@ class CrawlConfig(BaseModel):
         description="pages a visible run fetched less than this many hours ago (and not newer by their "
         "sitemap <lastmod>) are not requested at all (counted 'fresh'); 0: always ask, conditionally",
     )
-    concurrency: int = not_in_key(16, ge=1, description="most requests in flight over all hosts")
+    concurrency: int = not_in_key(32, ge=1, description="most requests in flight over all hosts")
     per_host_concurrency: int = not_in_key(2, ge=1, description="most requests in flight to one host")
     delay_s: float = not_in_key(
         0.5, ge=0, description="pause between request starts to one host; robots Crawl-delay raises it"
     )
     warc_file_mb: int = Field(100, ge=1, description="start a new WARC file once one reaches this size")
+    parse_workers: int = not_in_key(
+        1,
+        ge=0,
+        description="processes that read fetched pages (links, robots meta, sha256) while the event loop "
+        "keeps fetching; 0: read them on the event loop",
+    )
 
     def full_user_agent(self) -> str:
         return f"{self.user_agent} (+{self.contact_url})" if self.contact_url else self.user_agent
@@ -187,6 +195,7 @@ class _Crawler:
 
     async def _walk(self) -> None:
         self.fetcher = Fetcher(_fetch_settings(self.cfg))
+        self.pool = page_pool(self.cfg.parse_workers)
         inflight: deque[tuple[tuple[str, int, int, str], asyncio.Future]] = deque()
         try:
             finder = SeedFinder(self.fetcher, self.cfg)
@@ -217,13 +226,17 @@ class _Crawler:
             for _, task in inflight:
                 task.cancel()
             await self.fetcher.close()
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _start(self, item: tuple[str, int, int, str]) -> asyncio.Future:
         url = item[0]
         prev = None if self.cfg.revisit_unchanged or item[3] == "feed" else self.known.get(url)
         if url in self.done or is_fresh(prev, self.lastmods.get(url), self.cfg.recrawl_after_hours, self.now):
             future = asyncio.get_running_loop().create_future()
-            future.set_result(("replay", self.done[url], 0.0, None) if url in self.done else ("fresh", None, 0, prev))
+            future.set_result(
+                ("replay", self.done[url], 0.0, None) if url in self.done else ("fresh", None, 0, prev)
+            )
             return future
         return asyncio.ensure_future(self._fetch(url, item[3], prev))
 
@@ -233,7 +246,12 @@ class _Crawler:
         started = time.monotonic()
         types = XML_TYPES if kind == "feed" else None
         res = await self.fetcher.get(url, _conditional_headers(prev), types)
-        return ("fetch", res, time.monotonic() - started, prev)
+        seconds = time.monotonic() - started
+        read = None
+        if kind == "page" and res.reason is None and self.pool is not None:
+            # Read while later requests proceed; the page still commits in queue order.
+            read = await asyncio.get_running_loop().run_in_executor(self.pool, read_page, res.body, url)
+        return ("fetch", res, seconds, prev, read)
 
     def _enqueue(self, url: str, depth: int, hops: int = 0, kind: str = "page") -> None:
         if url in self.seen:
@@ -261,7 +279,7 @@ class _Crawler:
 
     def _commit(self, item: tuple[str, int, int, str], outcome: tuple) -> None:
         url, depth, hops, kind = item
-        what, res, seconds, prev = outcome
+        what, res, seconds, prev, *read = outcome
         if what == "replay":
             self._replay(url, depth, hops, res)
             return
@@ -282,22 +300,31 @@ class _Crawler:
             prev = prev or {}
             kept = {"links": prev.get("links", []), "etag": res.etag or prev.get("etag")}
             kept["last_modified"] = res.last_modified or prev.get("last_modified")
-            self._log(url, depth, "unchanged", res, seconds, prev.get("sha256"), fetched_at=_now_iso(), extra=kept)
+            self._log(
+                url, depth, "unchanged", res, seconds, prev.get("sha256"), fetched_at=_now_iso(), extra=kept
+            )
             self._follow(kept["links"], [], depth)
         elif res.reason:
             self._log(url, depth, res.reason, res, seconds)
         elif kind == "feed":
-            links = _normalised(feed_links_safe(res.body), url)
+            links = normalised(feed_links_safe(res.body), url)
             self._log(url, depth, "feed", res, seconds, extra={"links": links})
             self._follow(links, [], depth)
         else:
-            self._fetched(url, depth, hops, res, seconds, prev)
+            self._fetched(url, depth, hops, res, seconds, prev, read[0] if read and read[0] else None)
 
     def _fetched(
-        self, url: str, depth: int, hops: int, res: Response, seconds: float, prev: dict | None
+        self,
+        url: str,
+        depth: int,
+        hops: int,
+        res: Response,
+        seconds: float,
+        prev: dict | None,
+        read: tuple[str, PageLinks] | None,
     ) -> None:
-        sha = hashlib.sha256(res.body).hexdigest()
-        page = _directives(parse_page(res.body, url), res)
+        sha, page = read or read_page(res.body, url)
+        page = directives(page, res)
         links, feeds = ([], []) if page.nofollow else (page.links, page.feeds)
         fetched_at = _now_iso()
         follow = {"links": links, "feeds": feeds}
@@ -460,28 +487,6 @@ def _fetch_settings(cfg: CrawlConfig) -> FetchSettings:
         allow_private_hosts=cfg.allow_private_hosts,
         robots_agent=cfg.user_agent.split("/", 1)[0].strip() or "cptflow",
     )
-
-
-def _directives(page: PageLinks, res: Response) -> PageLinks:
-    """``page`` with the ``X-Robots-Tag`` headers' noindex/nofollow added to its meta robots."""
-    for name, value in res.headers:
-        if name.lower() == "x-robots-tag":
-            found = robots_directives(value)
-            page.noindex |= "noindex" in found
-            page.nofollow |= "nofollow" in found
-    return page
-
-
-def feed_links_safe(body: bytes) -> list[str]:
-    try:
-        return feed_links(body)
-    except (ValueError, OSError) as err:  # lxml's XMLSyntaxError is a ValueError
-        logger.warning("feed is not readable XML: %s", err)
-        return []
-
-
-def _normalised(raws: list[str], base: str) -> list[str]:
-    return list(dict.fromkeys(u for u in (normalise_url(raw, base) for raw in raws) if u))
 
 
 def _conditional_headers(prev: dict | None) -> dict[str, str]:

@@ -4,8 +4,9 @@ One table holds, for every URL a run fetched with a known content state, the run
 ETag, Last-Modified, the sha256 of the body, the sitemap ``<lastmod>`` seen then and the page's links (kept
 for 304 answers, which have no body). The rows a page gets come from its fetch-log row (``row_from_log``):
 ``fetched``, ``unchanged`` (a 304 or a 200 with the same body hash), ``noindex`` and ``non_canonical``.
-Failures (timeouts, 404s) leave no row, so a page that failed once is still compared against its last good
-fetch next time.
+A failure after its retries (``timeout``, ``unreachable``, ``http_<code>``) gets a row too, with its status,
+reason and error but no content state: ``failures`` reports them, and ``visible`` (the reference for
+conditional requests) skips them, so a page that failed once is still compared against its last good fetch.
 
 Visibility follows the refresh contract (``cpt_core.state``): a crawl writes rows only under its own run id,
 and readers ask for the rows of a list of runs (the run's pinned visible runs, oldest first), the latest of
@@ -37,10 +38,11 @@ from pathlib import Path
 DB_FILE = "crawl.sqlite"
 LOCK_FILE = "crawl.sqlite.lock"
 FRONTIER_DIR = "frontier"  # the JSON files of earlier versions
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: failure rows (reason, error)
 BATCH_ROWS = 50
 BUSY_TIMEOUT_MS = 60_000
 ROW_REASONS = ("fetched", "unchanged", "noindex", "non_canonical")
+FAILURE_REASONS = ("timeout", "unreachable")  # and every http_<code>
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -54,10 +56,14 @@ _SCHEMA = (
     content_hash TEXT,
     sitemap_lastmod TEXT,
     links TEXT NOT NULL DEFAULT '[]',
+    reason TEXT,
+    error TEXT,
     PRIMARY KEY (run_id, url)
 )""",
 )
+_MIGRATIONS = {1: ("ALTER TABLE pages ADD COLUMN reason TEXT", "ALTER TABLE pages ADD COLUMN error TEXT")}
 _COLUMNS = ("url", "status", "fetched_at", "etag", "last_modified", "content_hash", "sitemap_lastmod", "links")
+_ALL_COLUMNS = (*_COLUMNS, "reason", "error")
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -86,8 +92,21 @@ def is_fresh(prev: dict | None, sitemap_lastmod: str | None, recrawl_after_hours
     return lastmod is None or lastmod <= fetched
 
 
+def is_failure(reason: str | None) -> bool:
+    return reason in FAILURE_REASONS or (reason or "").startswith("http_")
+
+
 def row_from_log(row: dict) -> dict | None:
-    """The state row a fetch-log row gives (None for a URL without a known content state)."""
+    """The state row a fetch-log row gives: a content state, a failure, or None (robots, offsite, ...)."""
+    if is_failure(row.get("reason")):
+        return {
+            "url": row["url"],
+            "status": row.get("status"),
+            "fetched_at": row.get("fetched_at"),
+            "links": "[]",
+            "reason": row["reason"],
+            "error": row.get("error"),
+        }
     if row.get("reason") not in ROW_REASONS or not row.get("sha256"):
         return None
     return {
@@ -158,6 +177,10 @@ class CrawlDB:
             found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if found is None:
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(found[0]) in _MIGRATIONS:
+                for statement in _MIGRATIONS[int(found[0])]:
+                    conn.execute(statement)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             elif int(found[0]) != SCHEMA_VERSION:
                 raise ValueError(
                     f"{self.path} has crawl-state schema version {found[0]}, this code reads version "
@@ -170,19 +193,32 @@ class CrawlDB:
 
     def put_rows(self, conn: sqlite3.Connection, run_id: str, rows: list[dict]) -> None:
         conn.executemany(
-            f"INSERT OR REPLACE INTO pages (run_id, {', '.join(_COLUMNS)}) VALUES (?{', ?' * len(_COLUMNS)})",
-            [(run_id, *(row.get(c) for c in _COLUMNS)) for row in rows],
+            f"INSERT OR REPLACE INTO pages (run_id, {', '.join(_ALL_COLUMNS)}) VALUES (?{', ?' * len(_ALL_COLUMNS)})",
+            [(run_id, *(row.get(c) for c in _ALL_COLUMNS)) for row in rows],
         )
 
-    def rows(self, run_id: str) -> dict[str, dict]:
-        """One run's rows by URL, as stored."""
-        cur = self.conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM pages WHERE run_id = ? ORDER BY url", (run_id,))
-        return {r[0]: dict(zip(_COLUMNS, r, strict=True)) for r in cur}
+    def rows(self, run_id: str, failures: bool = False) -> dict[str, dict]:
+        """One run's rows by URL, as stored: its content states, or with ``failures`` its failure rows."""
+        columns = _ALL_COLUMNS if failures else _COLUMNS
+        which = "IS NOT NULL" if failures else "IS NULL"
+        cur = self.conn.execute(
+            f"SELECT {', '.join(columns)} FROM pages WHERE run_id = ? AND reason {which} ORDER BY url", (run_id,)
+        )
+        return {r[0]: dict(zip(columns, r, strict=True)) for r in cur}
+
+    def failures(self, runs: list[str]) -> dict[str, dict]:
+        """url -> its failure row (status, reason, error, run_id) where the latest of ``runs`` to ask it failed."""
+        latest: dict[str, dict | None] = {}
+        for run_id in runs:
+            latest.update(dict.fromkeys(self.rows(run_id)))  # a good fetch clears an earlier failure
+            latest.update({u: {**r, "run_id": run_id} for u, r in self.rows(run_id, failures=True).items()})
+        return {url: row for url, row in latest.items() if row is not None}
 
     def visible(self, runs: list[str]) -> dict[str, dict]:
         """url -> {status, fetched_at, etag, last_modified, sha256, sitemap_lastmod, links} over ``runs``.
 
-        ``runs`` are the runs the reader may see, oldest first; a later run's row wins.
+        ``runs`` are the runs the reader may see, oldest first; a later run's row wins. Failure rows are not
+        part of this view: the last good fetch stays the reference for conditional requests.
         """
         view: dict[str, dict] = {}
         for run_id in runs:

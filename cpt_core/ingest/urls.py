@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from functools import lru_cache
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import lxml.etree
 import lxml.html
@@ -21,14 +22,24 @@ from courlan.clean import clean_query
 
 XML_MAX_BYTES = 50_000_000  # the sitemap protocol's limit for an uncompressed sitemap
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
+RESOLVED_MAX = 200_000  # remembered (folder, href) resolutions; the table is cleared when full
+_HTML_PARSER = lxml.etree.HTMLParser()
+_RESOLVED: dict[tuple[str, str], str | None] = {}
 
 
 def normalise_url(url: str, base: str | None = None) -> str | None:
     """Absolute, fragment-free http(s) URL with lower-case scheme/host and no default port; None if unusable."""
     try:
         url = urljoin(base, url.strip()) if base else url.strip()
-        url, _ = urldefrag(url)
-        parts = urlsplit(url)
+    except ValueError:  # e.g. a bad IPv6 literal
+        return None
+    return _normalise_absolute(url)
+
+
+@lru_cache(maxsize=200_000)
+def _normalise_absolute(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)  # the fragment is split off and dropped
         scheme = parts.scheme.lower()
         host = (parts.hostname or "").lower()
         port = parts.port
@@ -57,8 +68,12 @@ class PageLinks:
 def parse_page(body: bytes, url: str) -> PageLinks:
     """Normalised ``<a href>`` links (document order, no repeats), canonical URL, feeds and meta robots."""
     try:
-        doc = lxml.html.fromstring(body)
+        doc = lxml.etree.fromstring(
+            body, _HTML_PARSER
+        )  # plain elements: lxml.html's classes cost a lookup each
     except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
+        return PageLinks()
+    if doc is None:
         return PageLinks()
     base = url
     for href in doc.xpath("//base/@href")[:1]:
@@ -102,11 +117,38 @@ def extract_links(body: bytes, url: str) -> list[str]:
 
 def _unique(hrefs, base: str) -> list[str]:
     links: dict[str, None] = {}
-    for href in hrefs:
-        link = normalise_url(str(href), base)
+    folder = _folder(base)
+    for href in dict.fromkeys(str(h).strip() for h in hrefs):  # a page repeats its hrefs (menus, anchors)
+        link = _resolve(href, base, folder)
         if link:
             links.setdefault(link)
     return list(links)
+
+
+def _folder(base: str) -> str:
+    """``base`` up to the last ``/`` of its path: all a relative reference without ``?`` or ``#`` uses of it."""
+    stem = base.split("#", 1)[0].split("?", 1)[0]
+    cut = stem.rfind("/")
+    return stem[: cut + 1] if cut > stem.find("//") + 1 else stem
+
+
+def _resolve(href: str, base: str, folder: str) -> str | None:
+    """``normalise_url(href, base)``, remembered per (base folder, href) where only the folder matters.
+
+    Pages of a site share most links (menus, indexes) and normalising is most of the cost of reading a page,
+    so results are kept in a bounded table. The table is only used where RFC 3986 resolution depends on
+    the base's scheme, host and folder alone: a non-empty reference that starts with neither ``?`` nor
+    ``#`` and is either scheme-less (no ``:`` before its first ``/``) or an absolute http(s) URL.
+    """
+    head = href.split("/", 1)[0]
+    if not href or href[0] in "?#" or (":" in head and not href.lower().startswith(("http://", "https://"))):
+        return normalise_url(href, base)
+    key = (folder, href)
+    if key not in _RESOLVED:
+        if len(_RESOLVED) >= RESOLVED_MAX:
+            _RESOLVED.clear()
+        _RESOLVED[key] = normalise_url(href, base)
+    return _RESOLVED[key]
 
 
 def _xml_root(body: bytes):

@@ -178,3 +178,37 @@ def test_stage_crawl_takes_seeds_and_allowed_hosts_from_the_command_line(tmp_pat
     assert allowed.exit_code == 0, allowed.output
     fetched = [json.loads(x) for x in (tmp_path / "allowed" / "fetch_log.jsonl").read_text().splitlines()]
     assert {r["url"] for r in fetched if r["reason"] == "fetched"} >= {url + p.lstrip("/") for p in site.article_paths["en"]}
+
+
+def test_stage_extract_reads_a_crawl_folder_and_the_configs_documents_and_warc_sources(tmp_path):
+    from tests.doc_files import read_docs
+    from tests.ingest.test_sources import TEXT, _write_warc
+
+    crawl = tmp_path / "crawl" / "warc"  # a crawl's output folder, as scripts pass it
+    crawl.mkdir(parents=True)
+    _write_warc(crawl / "crawl-00000.warc.gz", {"https://site.example/news": "Crawled"})
+    archive = _write_warc(tmp_path / "old.warc.gz", {"https://old.example/1": "Archived"})
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "memo.md").write_text("# Memo\n\n" + TEXT + "\n")
+    stored = (
+        f"  - {{kind: warc, name: archive, paths: ['{archive}']}}\n"
+        f"  - {{kind: documents, name: memos, path: '{docs}'}}\n"
+    )
+    only_stored = tmp_path / "stored.yaml"
+    only_stored.write_text(f"root: {tmp_path / 'root'}\ningest:\n  extract: {{min_chars: 20}}\n  sources:\n{stored}")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(f"root: {tmp_path / 'root'}\ningest:\n  extract: {{min_chars: 20}}\n")
+
+    def extract(config, out, *extra):
+        result = runner.invoke(app, ["stage", "extract", "--config", str(config), *extra, "--output", str(out)])
+        assert result.exit_code == 0, result.output
+        return {(d["metadata"]["source"], d["metadata"].get("url") or "memo") for d in read_docs(out / "documents")}
+
+    assert extract(plain, tmp_path / "a", "--input", str(tmp_path / "crawl")) == {("web", "https://site.example/news")}
+    assert extract(only_stored, tmp_path / "b") == {("archive", "https://old.example/1"), ("memos", "memo")}
+    assert extract(only_stored, tmp_path / "c", "--input", str(tmp_path / "crawl")) == {
+        ("web", "https://site.example/news"), ("archive", "https://old.example/1"), ("memos", "memo"),
+    }
+    missing = runner.invoke(app, ["stage", "extract", "--config", str(plain), "--output", str(tmp_path / "d")])
+    assert missing.exit_code == 2 and "needs --input" in missing.output

@@ -245,13 +245,23 @@ def test_warc_records_are_html_responses(site, first_crawl):
     assert entry["status"] == 200 and entry["fetched_at"] and site.base + "/a/deep" in entry["links"]
 
 
+def test_failed_urls_get_state_rows_with_their_status(site, first_crawl):
+    out, _ = first_crawl
+    with CrawlDB(out.parent / "state") as db:
+        failed = {u.removeprefix(site.base): (r["status"], r["reason"]) for u, r in db.failures(["run1"]).items()}
+        assert set(db.visible(["run1"])).isdisjoint(db.failures(["run1"]))
+    assert failed["/missing"] == (404, "http_404") and failed["/slow"] == (None, "timeout")
+    assert failed[f"http://127.0.0.1:{site.closed_port}/"] == (None, "unreachable")
+    assert "/private/secret" not in failed and "/doc.pdf" not in failed  # robots, non_html: not failures
+
+
 def test_rerun_is_skipped_and_output_is_deterministic(site, first_crawl, tmp_path):
     out, manifest = first_crawl
     again = run_crawl(_cfg(site), out, {})
     assert again["skipped"] is True and again["key"] == manifest["key"]
 
-    other = tmp_path / "crawl"
-    run_crawl(_cfg(site), other, {})
+    other = tmp_path / "crawl"  # pages read on the event loop, fewer requests in flight: the same output
+    run_crawl(_cfg(site, parse_workers=0, concurrency=2), other, {})
 
     def strip(rows: dict) -> list:
         return [{k: v for k, v in row.items() if k not in ("seconds", "fetched_at", "retries")}
@@ -314,6 +324,27 @@ def test_normalise_url():
     )
     assert normalise_url("mailto:a@b.c") is None
     assert normalise_url("http://example.com:notaport/") is None
+
+
+def test_links_resolved_through_the_folder_table_equal_plain_normalisation():
+    from cpt_core.ingest import urls
+
+    hrefs = [
+        "x.html", "./x.html#a", "../up/y.html?b=2&utm_source=z", "/root", "//other.example/p", "?q=1", "#frag",
+        "", "http://Example.com:80/A", "https://example.com/s", "http:?odd", "javascript:void(0)", "mailto:a@b",
+        "sub/;params", "HTTP://x.org/a:b", "a:b/c", " spaced.html ",
+    ]  # fmt: skip
+    bases = ["http://example.com/dir/page.html?x=1#f", "http://example.com", "https://example.com:8443/d/"]
+    for base in bases:
+        folder = urls._folder(base)
+        for href in hrefs:
+            for _ in range(2):  # the second lookup is served from the table
+                assert urls._resolve(href.strip(), base, folder) == normalise_url(href, base), (base, href)
+    page = b'<html><body><a href="a.html">1</a><a href="a.html#x">2</a><a href="/b">3</a></body></html>'
+    assert urls.parse_page(page, "http://example.com/d/i.html").links == [
+        "http://example.com/d/a.html",
+        "http://example.com/b",
+    ]
 
 
 def test_crawl_then_extract_decodes_korean(site, first_crawl, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import sqlite3
 import threading
 from collections import Counter
@@ -17,7 +18,7 @@ from warcio.archiveiterator import ArchiveIterator
 from cpt_core.ingest import crawl as crawl_mod
 from cpt_core.ingest import crawl_db
 from cpt_core.ingest.crawl import CrawlConfig, crawl_with_state
-from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, parse_time
+from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, parse_time, row_from_log
 from cpt_core.state import record_outcome
 from tests.ingest.conftest import serving
 
@@ -278,3 +279,72 @@ def test_bad_frontier_file_and_other_schema_version_are_clear_errors(tmp_path):
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(ValueError, match="schema version 99"):
         CrawlDB(tmp_path / "b")
+
+
+def test_failures_get_rows_but_the_last_good_fetch_stays_the_reference(tmp_path):
+    good = {"url": "u", "reason": "fetched", "status": 200, "etag": "e1", "sha256": "h1", "links": ["v"]}
+    with CrawlDB(tmp_path) as db:
+        RunRows(db, "r1").reset([row_from_log(good)])
+        RunRows(db, "r2").reset([
+            row_from_log({"url": "u", "reason": "http_503", "status": 503, "retries": 2}),
+            row_from_log({"url": "w", "reason": "timeout", "status": None, "error": "ReadTimeout"}),
+        ])  # fmt: skip
+        assert row_from_log({"url": "x", "reason": "robots"}) is None
+        assert db.visible(["r1", "r2"]) == db.visible(["r1"]), "a failure does not replace the reference"
+        assert db.visible(["r1", "r2"])["u"]["etag"] == "e1" and "w" not in db.visible(["r2"])
+        failed = db.failures(["r1", "r2"])
+        assert {u: (r["status"], r["reason"], r["run_id"]) for u, r in failed.items()} == {
+            "u": (503, "http_503", "r2"), "w": (None, "timeout", "r2"),
+        }  # fmt: skip
+        assert failed["w"]["error"] == "ReadTimeout"
+        RunRows(db, "r3").reset([row_from_log({**good, "etag": "e3"})])
+        assert set(db.failures(["r1", "r2", "r3"])) == {"w"}, "a later good fetch clears the failure"
+        assert db.visible(["r1", "r2", "r3"])["u"]["etag"] == "e3"
+
+
+def test_version_1_database_gains_failure_rows(tmp_path):
+    with sqlite3.connect(tmp_path / "crawl.sqlite") as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        conn.execute(
+            "CREATE TABLE pages (run_id TEXT NOT NULL, url TEXT NOT NULL, status INTEGER, fetched_at TEXT, "
+            "etag TEXT, last_modified TEXT, content_hash TEXT, sitemap_lastmod TEXT, "
+            "links TEXT NOT NULL DEFAULT '[]', PRIMARY KEY (run_id, url))"
+        )
+        conn.execute("INSERT INTO pages (run_id, url, etag, content_hash) VALUES ('r1', 'u', 'e1', 'h1')")
+    with CrawlDB(tmp_path) as db:
+        assert db.meta("schema_version") == "2" and db.visible(["r1"])["u"]["etag"] == "e1"
+        RunRows(db, "r2").reset([row_from_log({"url": "u", "reason": "http_404", "status": 404})])
+        assert db.failures(["r1", "r2"])["u"]["status"] == 404
+
+
+def _write_rows_in_a_process(state_dir: str, run: str, start, n: int) -> None:
+    start.wait()  # both processes write at the same moment
+    with CrawlDB(state_dir) as db:
+        rows = RunRows(db, run)
+        for i in range(n):
+            log = {"url": f"https://example.com/{i}", "reason": "fetched", "status": 200, "sha256": f"{run}{i}"}
+            if i % 3 == 0:
+                log = {"url": f"https://example.com/{i}", "reason": "http_500", "status": 500}
+            rows.add(row_from_log(log))
+        rows.flush()
+
+
+def test_two_processes_writing_at_once_lose_no_rows(tmp_path):
+    CrawlDB(tmp_path).close()  # created (WAL) before the race, as a run's state folder is
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_write_rows_in_a_process, args=(str(tmp_path), f"p{i}", start, 400)) for i in range(2)]
+    for proc in procs:
+        proc.start()
+    start.set()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    with CrawlDB(tmp_path) as db:
+        assert db.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        for run in ("p0", "p1"):
+            good, failed = db.rows(run), db.rows(run, failures=True)
+            assert len(good) == 266 and len(failed) == 134, run
+            assert all(row["content_hash"] == f"{run}{url.rsplit('/', 1)[1]}" for url, row in good.items())
+            assert {row["status"] for row in failed.values()} == {500}
