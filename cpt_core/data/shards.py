@@ -37,7 +37,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("kept", pa.int32()),
     ]
 )
-INDEX_BATCH = 8192
+INDEX_BATCH = 1024
 
 
 class PackedShardWriter:

@@ -289,14 +289,17 @@ def _synthetic_texts(cfg: TokenizeConfig, knowledge_graph: Path | None, rng: ran
 # The stage
 
 
-def _scan(docs_dir: Path, unreadable: list[Unreadable]) -> tuple[ContentClusters, dict[str, int]]:
-    """First pass: content clusters of every document (hashes and band keys only), and drop counts."""
+def _scan(docs_dir: Path, unreadable: list[Unreadable], fraction: float) -> tuple[ContentClusters, int, dict]:
+    """First pass: content clusters of every document (hashes and band keys only, and only when something is
+    to be held out), the number of documents and drop counts."""
     dropped: dict[str, int] = {}
-    clusters = ContentClusters()
+    clusters, n_docs = ContentClusters(), 0
     for doc in iter_documents(docs_dir, unreadable, dropped):
-        clusters.add(doc["text"], doc["metadata"].get("language"))
+        n_docs += 1
+        if fraction > 0:
+            clusters.add(doc["text"], doc["metadata"].get("language"))
     _count_unreadable(unreadable, dropped)
-    return clusters, dropped
+    return clusters, n_docs, dropped
 
 
 def _encode_domain(
@@ -495,7 +498,7 @@ def _tokenize(
 ) -> dict:
     started = time.monotonic()
     unreadable: list[Unreadable] = []
-    clusters, dropped = _scan(docs_dir, unreadable)
+    clusters, n_docs, dropped = _scan(docs_dir, unreadable, cfg.heldout_fraction)
     held = clusters.held_out(cfg.heldout_fraction, cfg.heldout_max_docs)
     rule = "content" if held else ("parent_heldout" if fallback_heldout is not None else "in_sample")
     tokenizer = load_fast_tokenizer(tokenizer_dir)
@@ -507,7 +510,7 @@ def _tokenize(
     overhead = 1 + (bos is not None)
     phases = build_phases(cfg.weights(), cfg.schedule)
     with TokenCache(out / CACHE_FILE) as cache:
-        domain = _encode_domain(docs_dir, held, rule, out, cache, tokenizer, progress, fallback_heldout, len(clusters))
+        domain = _encode_domain(docs_dir, held, rule, out, cache, tokenizer, progress, fallback_heldout, n_docs)
         domain_refs, per_language, heldout_ids = domain
         rng = random.Random(cfg.seed)
         qa_texts = _synthetic_texts(cfg, knowledge_graph, rng)
@@ -528,7 +531,6 @@ def _tokenize(
         n_seq, shards, counts, by_phase = _pack(stream, cache, cfg, sep, bos, out, len(phases))
     fault_point("tokenize:shards")
     summary = _summary(cfg, counts, n_seq, shards, phases, targets, by_phase)
-    n_docs = len(clusters)
     summary.update({
         "docs_in": n_docs + sum(dropped.values()),
         "docs_out": n_docs - len(held),
