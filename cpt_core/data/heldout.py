@@ -33,49 +33,91 @@ def _score(key: str) -> float:
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16) / 16**15
 
 
-def near_clusters(docs: list[dict]) -> list[int]:
-    """Cluster index of each document: near copies (and exact copies) share one (union-find over LSH hits)."""
-    parent = list(range(len(docs)))
+class ContentClusters:
+    """Near-duplicate clusters built one document at a time, keeping only hashes and LSH band keys.
 
-    def find(i: int) -> int:
+    Each ``add`` inserts the document's MinHash signature into the LSH index and unions it with every earlier
+    document it collides with; the text itself is not kept. Memory grows with the number of documents (a few
+    hundred bytes each), never with their length, so the held-out split needs no second copy of the corpus.
+    """
+
+    def __init__(self) -> None:
+        self._lsh = MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM)
+        template = MinHash(num_perm=NUM_PERM, seed=1)  # permutations drawn once, shared by every signature
+        self._permutations, self._scheme = template.permutations, template.scheme
+        self._parent: list[int] = []
+        self._keys: list[str] = []  # exact-content hash of each document
+
+    def __len__(self) -> int:
+        return len(self._parent)
+
+    def _find(self, i: int) -> int:
+        parent = self._parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    lsh = MinHashLSH(threshold=NEAR_THRESHOLD, num_perm=NUM_PERM)
-    for i, doc in enumerate(docs):
-        sig = MinHash(num_perm=NUM_PERM, seed=1)
-        for gram in shingles(doc["text"], NGRAM, (doc.get("metadata") or {}).get("language")):
-            sig.update(gram.encode("utf-8"))
-        for j in lsh.query(sig):
-            parent[find(i)] = find(int(j))
-        lsh.insert(str(i), sig)
-    return [find(i) for i in range(len(docs))]
+    def add(self, text: str, language: str | None = None) -> int:
+        """Index of the new document; it joins the cluster of any earlier near copy."""
+        i = len(self._parent)
+        self._parent.append(i)
+        self._keys.append(exact_hash(text))
+        sig = MinHash(num_perm=NUM_PERM, seed=1, permutations=self._permutations, scheme=self._scheme)
+        grams = [gram.encode("utf-8") for gram in shingles(text, NGRAM, language)]
+        if grams:
+            sig.update_batch(grams)
+        for j in self._lsh.query(sig):
+            self._parent[self._find(i)] = self._find(int(j))
+        self._lsh.insert(str(i), sig)
+        return i
+
+    def roots(self) -> list[int]:
+        return [self._find(i) for i in range(len(self._parent))]
+
+    def held_out(self, fraction: float, max_docs: int) -> set[int]:
+        """Indices of the held-out documents: whole clusters whose key hashes under ``fraction``, at most
+        ``max_docs``.
+
+        With two or more clusters and none chosen, the lowest-scoring cluster is held out, so a small corpus
+        still has something to measure on; a single cluster is never held out whole.
+        """
+        n = len(self._parent)
+        if fraction <= 0 or not n:
+            return set()
+        clusters: dict[int, list[int]] = {}
+        for i, root in enumerate(self.roots()):
+            clusters.setdefault(root, []).append(i)
+        # A cluster's key is its smallest content hash (exact dedup's key): independent of input order and ids.
+        scored = sorted((_score(min(self._keys[i] for i in members)), members) for members in clusters.values())
+        held: set[int] = set()
+        for score, members in scored:
+            if score >= fraction:
+                break
+            if len(held) + len(members) <= max_docs:
+                held.update(members)
+        if len(held) == n:  # never hold out everything
+            held = set()
+        if not held and len(scored) >= 2 and len(scored[0][1]) <= max_docs:
+            held = set(scored[0][1])
+        return held
+
+
+def _clusters_of(docs: list[dict]) -> ContentClusters:
+    clusters = ContentClusters()
+    for doc in docs:
+        clusters.add(doc["text"], (doc.get("metadata") or {}).get("language"))
+    return clusters
+
+
+def near_clusters(docs: list[dict]) -> list[int]:
+    """Cluster index of each document: near copies (and exact copies) share one (union-find over LSH hits)."""
+    return _clusters_of(docs).roots()
 
 
 def split_heldout(docs: list[dict], fraction: float, max_docs: int) -> tuple[list[dict], list[dict]]:
-    """(train, heldout) by content: whole clusters whose key hashes under ``fraction``, at most ``max_docs``.
-
-    With two or more clusters and none chosen, the lowest-scoring cluster is held out, so a small corpus
-    still has something to measure on; a single cluster is never held out whole.
-    """
+    """(train, heldout) by content (see ``ContentClusters.held_out``)."""
     if fraction <= 0 or not docs:
         return docs, []
-    clusters: dict[int, list[int]] = {}
-    for i, root in enumerate(near_clusters(docs)):
-        clusters.setdefault(root, []).append(i)
-    # A cluster's key is its smallest content hash (exact dedup's key): it does not depend on input order or on ids.
-    scored = sorted((_score(min(exact_hash(docs[i]["text"]) for i in members)), members)
-                    for members in clusters.values())
-    held: set[int] = set()
-    for score, members in scored:
-        if score >= fraction:
-            break
-        if len(held) + len(members) <= max_docs:
-            held.update(members)
-    if len(held) == len(docs):  # never hold out everything
-        held = set()
-    if not held and len(scored) >= 2 and len(scored[0][1]) <= max_docs:
-        held = set(scored[0][1])
+    held = _clusters_of(docs).held_out(fraction, max_docs)
     return [d for i, d in enumerate(docs) if i not in held], [d for i, d in enumerate(docs) if i in held]
