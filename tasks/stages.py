@@ -141,11 +141,17 @@ def prepare_model_task(cfg: ModelConfig, layout: RunLayout, start: dict) -> dict
 
 @task(name="synthesize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def synthesize_task(
-    cfg: SynthesizeConfig, tokenize: TokenizeConfig, layout: RunLayout, knowledge_graph: str | None
+    cfg: SynthesizeConfig,
+    tokenize: TokenizeConfig,
+    layout: RunLayout,
+    knowledge_graph: str | None,
+    base_model: BaseModelConfig | None = None,
 ) -> dict:
     """Synthetic training documents from the curated training split, and the run's auto probe.
 
-    The probe is kept under ``state/probes/<run_id>.jsonl`` (like all state, it counts for other runs once
+    The ``model`` strategy's generator is ``synthesize.generator.model``, or with ``base`` the run's
+    configured base checkpoint, resolved like it (``resolve_base_model``); its outputs are cached under
+    ``<root>/cache/synthesize``. The probe is kept under ``state/probes/<run_id>.jsonl`` (like all state, it counts for other runs once
     this run has finished), so later refreshes can re-run it.
     """
     manifest = run_synthesize(
@@ -156,12 +162,21 @@ def synthesize_task(
         tokenize.heldout_max_docs,
         has_knowledge_graph=knowledge_graph is not None,
         progress=PrefectProgress("synthesize", layout.run_id),
+        generator_dir=_generator_dir(cfg, base_model or BaseModelConfig(), layout, knowledge_graph is not None),
+        cache_dir=layout.cache / "synthesize",
     )
     probe = layout.synthesize / PROBE_FILE
     if probe.is_file() and probe.stat().st_size:
         with atomic_file(layout.probes_dir / f"{layout.run_id}.jsonl") as tmp:
             tmp.write_bytes(probe.read_bytes())
     return _finish("synthesize", layout, manifest)
+
+
+def _generator_dir(cfg: SynthesizeConfig, base: BaseModelConfig, layout: RunLayout, has_kg: bool) -> Path | None:
+    if "model" not in cfg.active_strategies(has_kg):
+        return None
+    source = base if cfg.generator.model == "base" else base.model_copy(update={"source": cfg.generator.model})
+    return resolve_base_model(source, layout.cache, progress=PrefectProgress("generator-model", layout.run_id))
 
 
 def _auto_probe(layout: RunLayout) -> Path | None:
