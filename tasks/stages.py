@@ -26,7 +26,7 @@ from cpt_core.io import atomic_file, atomic_write_json
 from cpt_core.layout import RunLayout
 from cpt_core.report.model_card import write_model_card
 from cpt_core.stage import MANIFEST
-from cpt_core.state import record_outcome
+from cpt_core.state import record_outcome, visible_runs
 from cpt_core.synthesize.stage import PROBE_FILE, SynthesizeConfig, run_synthesize
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import ModelConfig, TrainConfig
@@ -185,6 +185,12 @@ def _auto_probe(layout: RunLayout) -> Path | None:
     return probe if probe.is_file() and probe.stat().st_size else None
 
 
+def _earlier_probes(layout: RunLayout) -> dict[str, Path]:
+    """The auto probes of the earlier runs this run may see (its pinned state view), by run id."""
+    probes = {run_id: layout.probes_dir / f"{run_id}.jsonl" for run_id in visible_runs(layout.state, layout.run_id)}
+    return {run_id: path for run_id, path in probes.items() if path.is_file() and path.stat().st_size}
+
+
 @task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, start: dict, knowledge_graph: str | None) -> dict:
     # Too few documents for a held-out split: score on the held-out set of the run this one continues from.
@@ -223,6 +229,7 @@ def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_g
         layout.eval,
         progress=PrefectProgress("evaluate", layout.run_id),
         auto_probe=_auto_probe(layout),
+        earlier_probes=_earlier_probes(layout),
     )
     write_model_card(layout)  # rewritten with the gate decision once promote has run
     return _finish("evaluate", layout, manifest)
