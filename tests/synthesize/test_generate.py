@@ -61,16 +61,17 @@ def test_generator_writes_every_style_from_training_text_only(curated, tiny, tmp
 
 
 def test_generated_documents_are_cached_and_deterministic(curated, tiny, tmp_path, calls):  # noqa: F811
-    first = _run(curated, tmp_path / "a", tiny, tmp_path / "cache")
+    gen = {"styles": ["wrap_qa", "entigraph"], "max_new_tokens": 6}
+    first = _run(curated, tmp_path / "a", tiny, tmp_path / "cache", **gen)
     n_calls = len(calls)
     assert n_calls > 0
-    rerun = _run(curated, tmp_path / "b", tiny, tmp_path / "cache")  # another output folder: the stage reruns
+    rerun = _run(curated, tmp_path / "b", tiny, tmp_path / "cache", **gen)  # another output folder: the stage reruns
     assert not rerun["skipped"] and len(calls) == n_calls, "a rerun must not call the model again"
     assert rerun["summary"]["generator"]["cached"] == rerun["summary"]["generator"]["requests"]
     assert rerun["output_hash"] == first["output_hash"]
-    fresh = _run(curated, tmp_path / "c", tiny, tmp_path / "cache2")  # no cache: same seed, same documents
+    fresh = _run(curated, tmp_path / "c", tiny, tmp_path / "cache2", **gen)  # no cache: same seed, same documents
     assert len(calls) > n_calls and fresh["output_hash"] == first["output_hash"]
-    other = _run(curated, tmp_path / "d", tiny, tmp_path / "cache", seed=4)  # a new seed misses the cache
+    other = _run(curated, tmp_path / "d", tiny, tmp_path / "cache", **{**gen, "seed": 4})  # a new seed misses the cache
     assert other["summary"]["generator"]["cached"] == 0 and other["key"] != first["key"]
 
 
