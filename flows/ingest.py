@@ -21,7 +21,8 @@ from tasks.stages import crawl_task, extract_task
 def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
     """Serve the demo source's website while the block runs, as a web source seeded with its URL.
 
-    A no-op without a demo source. The site's knowledge graph becomes the run's ``knowledge_graph``.
+    A no-op without a demo source. The site's knowledge graph becomes the run's ``knowledge_graph`` unless the
+    source hides it (``knowledge_graph: false``).
     """
     demo = config.ingest.demo
     if demo is None:
@@ -38,7 +39,8 @@ def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
         served = WebSource(name=demo.name, crawl=crawl)
         sources = [served if isinstance(s, DemoSource) else s for s in config.ingest.sources]
         ingest = config.ingest.model_copy(update={"sources": sources})
-        yield config.model_copy(update={"ingest": ingest, "knowledge_graph": str(kg_path)})
+        update = {"ingest": ingest, **({"knowledge_graph": str(kg_path)} if demo.knowledge_graph else {})}
+        yield config.model_copy(update=update)
 
 
 @flow(name="ingest", flow_run_name=flow_run_name("ingest"), log_prints=True)

@@ -102,7 +102,9 @@ def _refresh(config: RunConfig, layout: RunLayout) -> dict:
     curate = curate_flow(config, layout)
     if curate[CURATE_STEPS[-1]]["summary"].get("docs_out", 0) == 0:
         return _nothing_new(config, layout, ingest, curate)
-    synthesize = synthesize_task(config.synthesize, config.tokenize, layout, config.knowledge_graph)
+    synthesize = synthesize_task(
+        config.synthesize, config.tokenize, layout, config.knowledge_graph, config.base_model
+    )
     train = train_flow(config, layout)
     lineage = {
         "parent": train["start"]["parent"],

@@ -26,7 +26,7 @@ from cpt_core.io import atomic_file, atomic_write_json
 from cpt_core.layout import RunLayout
 from cpt_core.report.model_card import write_model_card
 from cpt_core.stage import MANIFEST
-from cpt_core.state import record_outcome
+from cpt_core.state import record_outcome, visible_runs
 from cpt_core.synthesize.stage import PROBE_FILE, SynthesizeConfig, run_synthesize
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import ModelConfig, TrainConfig
@@ -141,11 +141,17 @@ def prepare_model_task(cfg: ModelConfig, layout: RunLayout, start: dict) -> dict
 
 @task(name="synthesize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
 def synthesize_task(
-    cfg: SynthesizeConfig, tokenize: TokenizeConfig, layout: RunLayout, knowledge_graph: str | None
+    cfg: SynthesizeConfig,
+    tokenize: TokenizeConfig,
+    layout: RunLayout,
+    knowledge_graph: str | None,
+    base_model: BaseModelConfig | None = None,
 ) -> dict:
     """Synthetic training documents from the curated training split, and the run's auto probe.
 
-    The probe is kept under ``state/probes/<run_id>.jsonl`` (like all state, it counts for other runs once
+    The ``model`` strategy's generator is ``synthesize.generator.model``, or with ``base`` the run's
+    configured base checkpoint, resolved like it (``resolve_base_model``); its outputs are cached under
+    ``<root>/cache/synthesize``. The probe is kept under ``state/probes/<run_id>.jsonl`` (like all state, it counts for other runs once
     this run has finished), so later refreshes can re-run it.
     """
     manifest = run_synthesize(
@@ -156,6 +162,8 @@ def synthesize_task(
         tokenize.heldout_max_docs,
         has_knowledge_graph=knowledge_graph is not None,
         progress=PrefectProgress("synthesize", layout.run_id),
+        generator_dir=_generator_dir(cfg, base_model or BaseModelConfig(), layout, knowledge_graph is not None),
+        cache_dir=layout.cache / "synthesize",
     )
     probe = layout.synthesize / PROBE_FILE
     if probe.is_file() and probe.stat().st_size:
@@ -164,10 +172,23 @@ def synthesize_task(
     return _finish("synthesize", layout, manifest)
 
 
+def _generator_dir(cfg: SynthesizeConfig, base: BaseModelConfig, layout: RunLayout, has_kg: bool) -> Path | None:
+    if "model" not in cfg.active_strategies(has_kg):
+        return None
+    source = base if cfg.generator.model == "base" else base.model_copy(update={"source": cfg.generator.model})
+    return resolve_base_model(source, layout.cache, progress=PrefectProgress("generator-model", layout.run_id))
+
+
 def _auto_probe(layout: RunLayout) -> Path | None:
     """This run's auto probe, when the synthesize stage made one."""
     probe = layout.synthesize / PROBE_FILE
     return probe if probe.is_file() and probe.stat().st_size else None
+
+
+def _earlier_probes(layout: RunLayout) -> dict[str, Path]:
+    """The auto probes of the earlier runs this run may see (its pinned state view), by run id."""
+    probes = {run_id: layout.probes_dir / f"{run_id}.jsonl" for run_id in visible_runs(layout.state, layout.run_id)}
+    return {run_id: path for run_id, path in probes.items() if path.is_file() and path.stat().st_size}
 
 
 @task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
@@ -208,6 +229,7 @@ def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_g
         layout.eval,
         progress=PrefectProgress("evaluate", layout.run_id),
         auto_probe=_auto_probe(layout),
+        earlier_probes=_earlier_probes(layout),
     )
     write_model_card(layout)  # rewritten with the gate decision once promote has run
     return _finish("evaluate", layout, manifest)

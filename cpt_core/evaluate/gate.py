@@ -66,6 +66,13 @@ class PromoteConfig(BaseModel):
         le=1.0,
         description="fact-probe accuracy gain required, in points of 1.0 (a negative value tolerates a drop)",
     )
+    max_probe_forgetting: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="largest accuracy drop, in points of 1.0, allowed on the auto probe of each earlier visible "
+        "run (what an earlier refresh taught); null: reported, not gated",
+    )
     judge_on: Literal["interval", "point"] = Field(
         "interval",
         description="bits/byte changes judged at the pessimistic end of their paired 95% bootstrap interval "
@@ -176,7 +183,8 @@ def decide(
     at the upper end of its paired interval when ``results['delta']`` has one; general bpb rises by at most
     ``max_general_bpb_regression`` vs the parent (upper end of its interval likewise) and by at most
     ``max_general_regression_vs_base`` vs the original base; probe accuracy gains at least
-    ``min_probe_gain`` points, when a probe ran for both models.
+    ``min_probe_gain`` points, when a probe ran for both models; the auto probe of each earlier run (what an
+    earlier refresh taught) drops by at most ``max_probe_forgetting`` points, when that is set.
     """
     base, trained = results.get("base") or {}, results.get("trained") or {}
     delta = eval_delta(base, trained)
@@ -220,4 +228,23 @@ def decide(
             f"fact-probe accuracy {base['probe_acc']:.3f} -> {trained['probe_acc']:.3f} ({gain:+.3f}); "
             f"needs a gain of at least {cfg.min_probe_gain:+.3f}: {_check(passed)}"
         )
-    return Decision(promote=bool(ok), reasons=reasons)
+    passed, earlier = _earlier_probe_checks(cfg, base, trained, delta["earlier_probe_points"])
+    return Decision(promote=bool(ok and passed), reasons=reasons + earlier)
+
+
+def _earlier_probe_checks(cfg: PromoteConfig, base: dict, trained: dict, points: dict) -> tuple[bool, list[str]]:
+    """Knowledge of earlier refreshes: each earlier run's auto probe may drop by ``max_probe_forgetting``."""
+    if not points:
+        return True, []
+    ok, reasons = True, []
+    limit = cfg.max_probe_forgetting
+    for run_id, change in sorted(points.items()):
+        before, after = base["earlier_probes"][run_id]["acc"], trained["earlier_probes"][run_id]["acc"]
+        shown = f"auto probe of earlier run {run_id}: accuracy {before:.3f} -> {after:.3f} ({change:+.3f})"
+        if limit is None:
+            reasons.append(f"{shown}; not gated (max_probe_forgetting unset)")
+            continue
+        passed = -change <= limit + EPS
+        ok &= passed
+        reasons.append(f"{shown}; a drop of at most {limit:.3f} (max_probe_forgetting) is allowed: {_check(passed)}")
+    return ok, reasons

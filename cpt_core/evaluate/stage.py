@@ -135,11 +135,13 @@ def evaluate_model(
     workdir: Path,
     progress: ProgressFn = no_progress,
     auto_probe: Path | None = None,
+    earlier_probes: dict[str, Path] | None = None,
 ) -> dict:
-    """Every measurement of one model: domain and general bpb, fact probe, extra lm-eval tasks.
+    """Every measurement of one model: domain and general bpb, fact probe, auto probes, extra lm-eval tasks.
 
     Returns ``{model_dir, domain_bpb, general_bpb, probe_acc, domain: {...bpb summary, by_language},
-    general: {...}, probe: {...} | None, tasks: {...}, seconds}``.
+    general: {...}, probe: {...} | None, auto_probe_acc, earlier_probes: {run_id: {acc, n}}, tasks: {...},
+    seconds}``; ``earlier_probes`` are the auto probes of earlier runs (``{run_id: probe.jsonl}``).
     """
     started = time.time()
     model, tokenizer = load_model(model_dir)
@@ -166,6 +168,12 @@ def evaluate_model(
         auto = fact_probe_accuracy(
             model, tokenizer, read_probe(auto_probe), Path(workdir) / "auto_probe", None, cfg.batch_size
         )
+    earlier = {}
+    for run_id, path in sorted((earlier_probes or {}).items()) if cfg.auto_probe else ():
+        scored = fact_probe_accuracy(
+            model, tokenizer, read_probe(path), Path(workdir) / "earlier_probes" / run_id, None, cfg.batch_size
+        )
+        earlier[run_id] = {"acc": scored["acc"], "n": scored["n"]}
     tasks = run_lm_eval_tasks(model, tokenizer, cfg.lm_eval_tasks, cfg.lm_eval_limit, cfg.batch_size)
     return {
         "model_dir": str(model_dir),
@@ -179,6 +187,7 @@ def evaluate_model(
         "probe": probe,
         "auto_probe_acc": auto["acc"] if auto else None,
         "auto_probe": auto,
+        "earlier_probes": earlier,
         "tasks": tasks,
         "seconds": round(time.time() - started, 3),
     }
@@ -211,12 +220,15 @@ def _rel(new: float | None, old: float | None) -> float | None:
 
 
 def eval_delta(base: dict, trained: dict) -> dict:
-    """Relative bpb changes (negative = better) and probe accuracy change in points of 1.0."""
+    """Relative bpb changes (negative = better) and probe accuracy changes in points of 1.0; the earlier
+    runs' auto probes by run id (``earlier_probe_points``)."""
+    b, t = base.get("earlier_probes") or {}, trained.get("earlier_probes") or {}
     return {
         "domain_bpb_rel": _rel(trained.get("domain_bpb"), base.get("domain_bpb")),
         "general_bpb_rel": _rel(trained.get("general_bpb"), base.get("general_bpb")),
         "probe_acc_points": _points(base, trained, "probe_acc"),
         "auto_probe_acc_points": _points(base, trained, "auto_probe_acc"),
+        "earlier_probe_points": {run: t[run]["acc"] - b[run]["acc"] for run in sorted(set(b) & set(t))},
     }
 
 
@@ -270,8 +282,12 @@ def run_evaluate(
     output: Path,
     progress: ProgressFn = no_progress,
     auto_probe: Path | None = None,
+    earlier_probes: dict[str, Path] | None = None,
 ) -> dict:
-    """The evaluate stage: base and trained model on the same texts and probe; writes ``results.json``.
+    """The evaluate stage: base and trained model on the same texts and probes; writes ``results.json``.
+
+    ``earlier_probes`` (``{run_id: probe.jsonl}``) are the auto probes of earlier visible runs: what those
+    refreshes taught, re-asked of both models, so forgetting it shows (``delta.earlier_probe_points``).
 
     ``results.json`` is ``{base: {...}, trained: {...}, delta: {domain_bpb_rel, general_bpb_rel,
     probe_acc_points, and the paired intervals of ``paired_deltas``}}``; each column carries ``domain_bpb_ci``
@@ -283,6 +299,8 @@ def run_evaluate(
     # their folders: the model card written beside a model must not make its evaluation stale.
     inputs = [Path(domain_heldout)] + ([Path(knowledge_graph)] if knowledge_graph else [])
     inputs += [Path(auto_probe)] if auto_probe else []
+    earlier_probes = {str(k): Path(v) for k, v in (earlier_probes or {}).items()}
+    inputs += [earlier_probes[k] for k in sorted(earlier_probes)]
 
     def work(partial: Path) -> dict:
         started = time.time()
@@ -290,7 +308,8 @@ def run_evaluate(
         for i, (name, model_dir) in enumerate((("base", base_dir), ("trained", trained_dir))):
             progress(i, 2, f"evaluating the {name} model ({model_dir})")
             columns[name] = evaluate_model(
-                cfg, Path(model_dir), Path(domain_heldout), knowledge_graph, partial / name, auto_probe=auto_probe
+                cfg, Path(model_dir), Path(domain_heldout), knowledge_graph, partial / name, auto_probe=auto_probe,
+                earlier_probes=earlier_probes,
             )
             logger.info(
                 "%s model: domain bpb %.4f, general bpb %.4f, probe acc %s",
@@ -319,6 +338,10 @@ def run_evaluate(
             "base_auto_probe_acc": base["auto_probe_acc"],
             "trained_auto_probe_acc": trained["auto_probe_acc"],
             "auto_probe_n": trained["auto_probe"]["n"] if trained["auto_probe"] else 0,
+            "earlier_probes": {
+                run: {"base": base["earlier_probes"][run]["acc"], "trained": t["acc"], "n": t["n"]}
+                for run, t in trained["earlier_probes"].items()
+            },
             **{k: v for k, v in delta.items() if k != "by_language"},
             "domain_tokens": trained["domain"]["tokens"],
             "general_tokens": trained["general"]["tokens"],
@@ -333,7 +356,8 @@ def run_evaluate(
             ),
         }
 
-    extra = {"base": model_fingerprint(base_dir), "trained": model_fingerprint(trained_dir)}
+    extra = {"base": model_fingerprint(base_dir), "trained": model_fingerprint(trained_dir),
+             "earlier_probes": sorted(earlier_probes)}  # fmt: skip
     return run_stage("evaluate", output, cfg, inputs, work, extra_key=extra, code=("cpt_core.evaluate", "cpt_core.data"))
 
 

@@ -58,6 +58,10 @@ class DemoSource(_Source):
     kind: Literal["demo"] = "demo"
     site: DemoSiteConfig = Field(default_factory=DemoSiteConfig)
     crawl: CrawlConfig = Field(default_factory=CrawlConfig)
+    knowledge_graph: bool = Field(
+        True, description="give the site's knowledge graph to the run; false: the run sees only the crawled pages "
+        "(as with a real site), so synthesize makes its documents and auto probe from them",
+    )
 
     @field_validator("crawl")
     @classmethod

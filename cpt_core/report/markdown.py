@@ -177,11 +177,30 @@ def eval_rows(results: dict) -> list[list[str]]:
                 "—" if points is None else f"{100 * points:+.1f} points",
             ]
         )
+    rows += _auto_probe_rows(base, trained, delta)
     for task in sorted(set(base.get("tasks") or {}) & set(trained.get("tasks") or {})):
         for metric, value in sorted(trained["tasks"][task].items()):
             old = base["tasks"][task].get(metric)
             change = f"{value - old:+.4f}" if isinstance(old, (int, float)) else "—"
             rows.append([f"{task} {metric}", _f(old, 4), _f(value, 4), change])
+    return rows
+
+
+def _points(points) -> str:
+    return "—" if points is None else f"{100 * points:+.1f} points"
+
+
+def _auto_probe_rows(base: dict, trained: dict, delta: dict) -> list[list[str]]:
+    """This run's auto probe and every earlier run's, before (base) and after (trained)."""
+    rows = []
+    if base.get("auto_probe_acc") is not None or trained.get("auto_probe_acc") is not None:
+        rows.append(["auto-probe accuracy (this run)", _f(base.get("auto_probe_acc"), 3),
+                     _f(trained.get("auto_probe_acc"), 3), _points(delta.get("auto_probe_acc_points"))])  # fmt: skip
+    b, t = base.get("earlier_probes") or {}, trained.get("earlier_probes") or {}
+    points = delta.get("earlier_probe_points") or {}
+    for run_id in sorted(set(b) & set(t)):
+        rows.append([f"auto-probe accuracy (run {run_id})", _f(b[run_id]["acc"], 3), _f(t[run_id]["acc"], 3),
+                     _points(points.get(run_id))])  # fmt: skip
     return rows
 
 

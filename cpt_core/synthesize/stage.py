@@ -8,7 +8,9 @@ Runs between curate and tokenize (``run_synthesize``):
    any sentence they contain, are never used to make anything.
 2. Extract relations from each training document (``extract``) and set aside those whose sentence is chosen
    for the probe (``probe``): they stay in the raw training documents, but are never restated.
-3. Restate the other relations in templated forms (``restate``) and keep documents, in their budget order,
+3. With the ``model`` strategy, a generator model rewrites the training documents, probe sentences cut out
+   (``generate``: WRAP rephrasings, EntiGraph discussions of entity pairs; cached across runs).
+   Restate the other relations in templated forms (``restate``) and keep documents, model-written first,
    until their characters reach ``budget_multiple`` times the training documents' characters (tokenize
    enforces the same multiple in tokens and reports the realised mix).
 4. Build probe items from the set-aside relations, measured against every training line for n-gram overlap.
@@ -32,6 +34,7 @@ from cpt_core.io import atomic_write_json, write_jsonl
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import run_stage
 from cpt_core.synthesize.extract import Relation, detect_language, extract_relations, split_sentences
+from cpt_core.synthesize.generate import GeneratorConfig, generate_documents, requests_for
 from cpt_core.synthesize.probe import (
     OverlapIndex,
     checked_items,
@@ -40,11 +43,12 @@ from cpt_core.synthesize.probe import (
     probe_items,
 )
 from cpt_core.synthesize.restate import FORMS, restate
+from cpt_core.train.base_model import model_fingerprint
 
 SYNTHETIC_FILE = "documents/synthetic.jsonl"
 PROBE_FILE = "probe.jsonl"
 META_FILE = "synthesis.json"
-Strategy = Literal["entity"]
+Strategy = Literal["entity", "model"]
 Form = Literal["statement", "qa", "summary"]
 
 
@@ -61,12 +65,15 @@ class ProbeConfig(BaseModel):
 class SynthesizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     strategies: list[Strategy] | None = Field(
-        None, description="synthesis strategies; default (null): entity restatements when no knowledge graph"
+        None,
+        description="synthesis strategies: entity (templated restatements), model (a generator model's WRAP "
+        "and EntiGraph documents); default (null): entity restatements when no knowledge graph",
     )
     forms: list[Form] = Field(default_factory=lambda: list(FORMS), description="restatement forms to write")
     statements_per_relation: int = Field(3, ge=1, le=5)
     budget_multiple: float = Field(2.0, ge=0, description="synthetic tokens at most this multiple of real ones")
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="for the model strategy")
     seed: int = 0
 
     def active_strategies(self, has_knowledge_graph: bool) -> list[str]:
@@ -83,13 +90,25 @@ def run_synthesize(
     heldout_max_docs: int,
     has_knowledge_graph: bool = False,
     progress: ProgressFn = no_progress,
+    generator_dir: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> dict:
-    """The stage: skipped when ``output`` holds a manifest with the same key (inputs, config, code)."""
+    """The stage: skipped when ``output`` holds a manifest with the same key (inputs, config, code).
+
+    The ``model`` strategy needs ``generator_dir`` (the resolved ``generator.model`` folder, which enters the
+    key by its content fingerprint) and ``cache_dir`` (where generated outputs are kept across runs)."""
     strategies = cfg.active_strategies(has_knowledge_graph)
     extra = {"strategies": strategies, "heldout_fraction": heldout_fraction, "heldout_max_docs": heldout_max_docs}
+    model = None
+    if "model" in strategies:
+        if generator_dir is None or cache_dir is None:
+            raise ValueError("synthesize.strategies has 'model': a generator model folder and a cache folder are needed")
+        model = (Path(generator_dir), model_fingerprint(Path(generator_dir)), Path(cache_dir))
+        extra["generator"] = model[1]
 
     def work(partial: Path) -> dict:
-        return _synthesize(cfg, strategies, Path(docs_dir), partial, heldout_fraction, heldout_max_docs, progress)
+        return _synthesize(cfg, strategies, Path(docs_dir), partial, (heldout_fraction, heldout_max_docs), model,
+                           progress)  # fmt: skip
 
     return run_stage("synthesize", Path(output), cfg, [Path(docs_dir)], work, extra_key=extra,
                      code=("cpt_core.synthesize", "cpt_core.data"))
@@ -140,38 +159,46 @@ def _synthesize(
     strategies: list[str],
     docs_dir: Path,
     out: Path,
-    heldout_fraction: float,
-    heldout_max_docs: int,
+    heldout: tuple[float, int],
+    model: tuple[Path, str, Path] | None,
     progress: ProgressFn,
 ) -> dict:
     started = time.monotonic()
     docs, dropped = read_documents(docs_dir)
-    train_docs, heldout = split_heldout(docs, heldout_fraction, heldout_max_docs)
-    docs_out, probe, overlap, relations, held = [], [], {}, [], []
-    if "entity" in strategies:
-        banned = {_norm(s) for d in heldout for s in split_sentences(d["text"], "ko" if _is_ko(d) else "en")}
+    train_docs, heldout_docs = split_heldout(docs, *heldout)
+    docs_out, probe, overlap, relations, held, generated = [], [], {}, [], [], {}
+    if strategies:
+        banned = {_norm(s) for d in heldout_docs for s in split_sentences(d["text"], "ko" if _is_ko(d) else "en")}
         relations = _relations(train_docs, banned, progress)
         restated, held = _split_for_probe(relations, cfg.probe, cfg.seed)
+        if "model" in strategies:
+            model_dir, fingerprint, cache_dir = model
+            secret = {r.sentence for r in held} | {s for s in banned if len(s) > 20}
+            requests = requests_for(cfg.generator, train_docs, restated, {r.sentence for r in held} | banned)
+            made, generated = generate_documents(cfg.generator, model_dir, fingerprint, requests, cache_dir, secret,
+                                                 progress)  # fmt: skip
+            docs_out += made
+        if "entity" in strategies:
+            docs_out += restate(restated, cfg.forms, cfg.statements_per_relation, cfg.seed)
         budget = round(cfg.budget_multiple * sum(len(d["text"]) for d in train_docs))
-        docs_out = _within_budget(restate(restated, cfg.forms, cfg.statements_per_relation, cfg.seed), budget)
-        lines = [line for d in train_docs for line in d["text"].splitlines() if line.strip()]
-        lines += [line for d in docs_out for line in d["text"].splitlines() if line.strip()]
+        docs_out = _within_budget(docs_out, budget)
+        lines = [line for d in train_docs + docs_out for line in d["text"].splitlines() if line.strip()]
         if held:
             probe, overlap = _probe(cfg.probe, held, relations, lines, cfg.seed)
     rows = [_row(d) for d in docs_out]
     write_jsonl(rows, out / SYNTHETIC_FILE)
     write_jsonl(probe, out / PROBE_FILE)
     meta = {"strategies": strategies, "budget_multiple": cfg.budget_multiple,
-            "heldout_ids": sorted(d["id"] for d in heldout), "train_ids": len(train_docs)}
+            "heldout_ids": sorted(d["id"] for d in heldout_docs), "train_ids": len(train_docs)}
     atomic_write_json(out / META_FILE, meta)
     by_form: dict[str, int] = {}
     for d in docs_out:
         by_form[d["form"]] = by_form.get(d["form"], 0) + 1
     summary = {
         "docs_in": len(docs) + sum(dropped.values()), "docs_out": len(rows), "dropped": dropped,
-        "strategies": strategies, "train_docs": len(train_docs), "heldout_docs": len(heldout),
+        "strategies": strategies, "train_docs": len(train_docs), "heldout_docs": len(heldout_docs),
         "relations": len(relations), "relations_held_for_probe": len(held), "docs_by_form": by_form,
-        "synthetic_chars": sum(len(r["text"]) for r in rows),
+        "synthetic_chars": sum(len(r["text"]) for r in rows), "generator": generated,
         "train_chars": sum(len(d["text"]) for d in train_docs), "probe_items": len(probe),
         "probe_overlap": overlap, "seconds": round(time.monotonic() - started, 2),
     }
@@ -188,5 +215,5 @@ def _is_ko(doc: dict) -> bool:
 
 def _row(doc: dict) -> dict:
     doc_id = "syn-" + hashlib.sha256(doc["text"].encode("utf-8")).hexdigest()[:16]
-    meta = {"strategy": "entity", "form": doc["form"], "language": doc["language"], "source_docs": doc["source_docs"]}
+    meta = {"strategy": doc.get("strategy", "entity"), "form": doc["form"], "language": doc["language"], "source_docs": doc["source_docs"]}
     return {"id": doc_id, "text": doc["text"], "metadata": meta}

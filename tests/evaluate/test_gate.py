@@ -143,3 +143,25 @@ def test_missing_intervals_fall_back_to_point_values():
     d = decide(CFG, with_intervals(results(), domain_ci=None, general_ci=[float("nan"), float("nan")]), None)
     assert d.promote, d.reasons
     assert not any("interval" in r for r in d.reasons)
+
+
+def _with_earlier(res: dict, before: float, after: float, run_id: str = "r0") -> dict:
+    res["base"]["earlier_probes"] = {run_id: {"acc": before, "n": 40}}
+    res["trained"]["earlier_probes"] = {run_id: {"acc": after, "n": 40}}
+    return res
+
+
+def test_forgetting_an_earlier_refresh_blocks_promotion_when_bounded():
+    forgot = _with_earlier(results(), 0.6, 0.4)
+    unbounded = decide(CFG, forgot, None)
+    assert unbounded.promote  # reported, not gated by default
+    assert any("auto probe of earlier run r0: accuracy 0.600 -> 0.400" in r and "not gated" in r
+               for r in unbounded.reasons)
+    bounded = PromoteConfig(max_probe_forgetting=0.05)
+    d = decide(bounded, forgot, None)
+    failed = [r for r in d.reasons if "FAILED" in r]
+    assert not d.promote and len(failed) == 1 and "earlier run r0" in failed[0] and "max_probe_forgetting" in failed[0]
+    assert decide(bounded, _with_earlier(results(), 0.6, 0.55), None).promote  # exactly the bound: allowed
+    assert decide(bounded, _with_earlier(results(), 0.6, 0.7), None).promote
+    with pytest.raises(ValidationError, match="max_probe_forgetting"):
+        PromoteConfig(max_probe_forgetting=-0.1)

@@ -123,3 +123,29 @@ def test_run_evaluate_scores_the_auto_probe_for_base_and_trained(setup, tmp_path
     with pytest.raises(ValueError, match=r"probe.jsonl:1: not a probe row"):
         run_evaluate(cfg, setup["base_dir"], setup["trained_dir"], heldout, None, tmp_path / "eval2",
                      auto_probe=probe)
+
+
+def test_run_evaluate_re_runs_the_auto_probes_of_earlier_runs(setup, tmp_path):
+    heldout = tmp_path / "domain.jsonl"
+    heldout.write_text("".join(json.dumps({"text": t}) + "\n" for t in setup["prose"]))
+    general = tmp_path / "general.txt"
+    general.write_text("\n\n".join(prose_texts(2, seed=7)))
+    earlier = {}
+    for run_id, rows in (("r0", setup["rows"]), ("r1", setup["rows"][:3])):
+        earlier[run_id] = tmp_path / "probes" / f"{run_id}.jsonl"
+        earlier[run_id].parent.mkdir(exist_ok=True)
+        earlier[run_id].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = EvalConfig(general_heldout=GeneralTextConfig(source=str(general), max_chars=2000), bpb_seq_len=64,
+                     batch_size=4, domain_max_chars=2000)
+    manifest = run_evaluate(cfg, setup["base_dir"], setup["trained_dir"], heldout, None, tmp_path / "eval",
+                            earlier_probes=earlier)
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    base, trained = results["base"]["earlier_probes"], results["trained"]["earlier_probes"]
+    assert set(base) == set(trained) == {"r0", "r1"} and trained["r1"]["n"] == 3
+    assert trained["r0"]["acc"] > base["r0"]["acc"]  # the trained model saw these lines
+    points = results["delta"]["earlier_probe_points"]
+    assert points["r0"] == pytest.approx(trained["r0"]["acc"] - base["r0"]["acc"])
+    assert manifest["summary"]["earlier_probes"]["r1"]["trained"] == trained["r1"]["acc"]
+    fewer = run_evaluate(cfg, setup["base_dir"], setup["trained_dir"], heldout, None, tmp_path / "eval",
+                         earlier_probes={"r0": earlier["r0"]})
+    assert not fewer["skipped"]  # another set of earlier probes is another evaluation

@@ -12,7 +12,7 @@ from cpt_core.evaluate.registry import Decision, Registry
 from cpt_core.layout import RunLayout
 from flows.knowledge_refresh import knowledge_refresh
 from tests.doc_files import read_docs
-from tests.flows.conftest import SMALL_SITE, small_config
+from tests.flows.conftest import SMALL_CRAWL, SMALL_SITE, free_port, small_config
 from tests.flows.docs import path_of
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -212,3 +212,27 @@ def test_rerun_of_a_finished_run_does_no_work(finished_run):
     after = {p: p.stat().st_mtime_ns for p in layout.run.rglob("_manifest.json")}
     assert before == after
     assert json.loads((layout.run / "start.json").read_text()) == start
+
+
+def test_a_refresh_without_a_knowledge_graph_synthesizes_documents_and_its_own_probe(tmp_path, tiny_model):
+    # The demo site with its graph hidden: the run sees only crawled pages, as with a real site.
+    source = {"kind": "demo", "site": {**SMALL_SITE, "port": free_port()}, "crawl": SMALL_CRAWL, "knowledge_graph": False}
+    config = small_config(
+        tmp_path, tiny_model, run_id="nokg", ingest={"sources": [source]}, train={"max_steps": 2},
+        synthesize={"probe": {"fraction": 0.3}},
+    )  # fmt: skip
+    result = knowledge_refresh(config)
+    layout = RunLayout(tmp_path.resolve(), "nokg")
+    assert result["outcome"] in ("promoted", "rejected")
+    synthesize = json.loads((layout.synthesize / "_manifest.json").read_text())["summary"]
+    assert synthesize["strategies"] == ["entity"] and synthesize["docs_out"] > 0 and synthesize["probe_items"] > 0
+    mix = json.loads((layout.tokens / "mix.json").read_text())
+    assert mix["tokens_by_source"]["synthetic"] > 0 and mix["mix"]["synthetic"] > 0
+    assert not mix["tokens_by_source"].get("synthetic_qa")  # no graph: no graph-made question lines
+    results = json.loads((layout.eval / "results.json").read_text())
+    for column in (results["base"], results["trained"]):
+        assert column["probe_acc"] is None and column["auto_probe"]["n"] == synthesize["probe_items"]
+        assert 0 <= column["auto_probe_acc"] <= 1
+    assert results["delta"]["auto_probe_acc_points"] is not None
+    assert (layout.probes_dir / "nokg.jsonl").is_file()
+    assert "auto-probe accuracy (this run)" in (layout.report / "run_report.md").read_text()

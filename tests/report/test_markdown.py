@@ -110,3 +110,15 @@ def test_run_markdown_shows_intervals_and_artifact_failures():
     assert "95% bootstrap interval" in md
     assert "Prefect artifacts that failed to publish: 3" in md
     assert "failed to publish" not in run_markdown("run-9", {}, results, {}, "base", [])
+
+
+def test_run_markdown_shows_the_auto_probes_before_and_after():
+    results = {
+        "base": {**RESULTS["base"], "auto_probe_acc": 0.25, "earlier_probes": {"r1": {"acc": 0.7, "n": 30}}},
+        "trained": {**RESULTS["trained"], "auto_probe_acc": 0.6, "earlier_probes": {"r1": {"acc": 0.5, "n": 30}}},
+        "delta": {**RESULTS["delta"], "auto_probe_acc_points": 0.35, "earlier_probe_points": {"r1": -0.2}},
+    }
+    md = run_markdown("run-9", {}, results, {}, "base", [])
+    assert "| auto-probe accuracy (this run) | 0.250 | 0.600 | +35.0 points |" in md
+    assert "| auto-probe accuracy (run r1) | 0.700 | 0.500 | -20.0 points |" in md
+    assert "auto-probe" not in run_markdown("run-9", {}, RESULTS, {}, "base", [])

@@ -44,7 +44,10 @@ def fake_run(root, run_id="r2") -> RunLayout:
     }
     _write(layout.tokens / "mix.json", mix)
     _write(layout.model / "spec.json", {"train": {"lr": 0.0003, "max_steps": 6}})
-    _write(layout.eval / "results.json", RESULTS)
+    probes = {"base": {"auto_probe_acc": 0.2, "earlier_probes": {"r1": {"acc": 0.6, "n": 20}}},
+              "trained": {"auto_probe_acc": 0.55, "earlier_probes": {"r1": {"acc": 0.5, "n": 20}}},
+              "delta": {"auto_probe_acc_points": 0.35, "earlier_probe_points": {"r1": -0.1}}}
+    _write(layout.eval / "results.json", {k: {**v, **probes[k]} for k, v in RESULTS.items()})
     decision = {"promote": True, "reasons": ["domain bits/byte 1.2000 -> 1.0500 (-12.50%): ok"]}
     _write(layout.run / "promote" / "decision.json", decision)
     registry = Registry(layout.registry)
@@ -68,6 +71,8 @@ def test_model_card_names_base_lineage_data_mix_config_eval_and_decision(tmp_pat
     assert "| domain | 3 | 7,500 | 75.0% |" in card and "| replay | 9 | 2,500 | 25.0% |" in card
     assert '"lr": 0.0003' in card and '"max_steps": 6' in card
     assert "| domain bits/byte | 1.2000 [1.1500, 1.2500] | 1.0500 [1.0000, 1.1000] | -12.50% [-15.00%, -10.00%] |" in card
+    assert "| auto-probe accuracy (this run) | 0.200 | 0.550 | +35.0 points |" in card
+    assert "| auto-probe accuracy (run r1) | 0.600 | 0.500 | -10.0 points |" in card
     assert "**Promoted** to champion" in card and "- domain bits/byte 1.2000 -> 1.0500 (-12.50%): ok" in card
 
 
