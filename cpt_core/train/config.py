@@ -55,6 +55,10 @@ class TrainConfig(BaseModel):
     )
     compile: bool = Field(False, description="torch.compile the model (GPU; worth it for long runs)")
     tensorboard: bool = not_in_key(True, description="TensorBoard logs in the training output")
+    gpu_slot: str = not_in_key(
+        "cptflow-gpus-{host}",
+        description="Prefect global concurrency limit (1 slot) a training holds: one training per machine",
+    )
     # In the key: the thread count changes the order of float reductions, hence the last bits of the weights.
     cpu_threads: int | None = Field(
         None, ge=1, description="torch threads per process when training on CPU; default: cores / processes"
