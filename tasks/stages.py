@@ -9,6 +9,7 @@ output is complete returns at once.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from prefect import get_run_logger, task
@@ -210,11 +211,36 @@ def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, start: dict, knowledge
 
 # Training runs in its own subprocess with its own timeout (TrainConfig.timeout_s); a retry resumes from
 # the latest checkpoint rather than starting over.
+def gpu_slot(name: str):
+    """Hold the one slot of the global concurrency limit ``name`` (created with limit 1 when missing).
+
+    Every training on a machine takes the same slot, so two trainings never share its GPUs: the second
+    waits until the first is done (it shows as waiting on the limit in the UI).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            except ObjectAlreadyExists:
+                pass  # another training created it first
+    return concurrency(name, occupy=1, strict=True)
+
+
 @task(name="train", retries=1, retry_delay_seconds=RETRY_DELAY_S)
 def train_task(cfg: TrainConfig, layout: RunLayout, model_dir: str) -> dict:
-    manifest = run_train(
-        cfg, Path(model_dir), layout.tokens, layout.model, progress=PrefectProgress("train", layout.run_id)
-    )
+    slot = cfg.gpu_slot.format(host=socket.gethostname())
+    get_run_logger().info("train: waiting for the GPU slot %r (one training per machine)", slot)
+    with gpu_slot(slot):
+        manifest = run_train(
+            cfg, Path(model_dir), layout.tokens, layout.model, progress=PrefectProgress("train", layout.run_id)
+        )
     return _finish("train", layout, manifest)
 
 

@@ -56,6 +56,16 @@ def read_metrics(metrics_jsonl: Path) -> tuple[list[dict], int]:
     return rows, bad
 
 
+def smoothed(values: list[float], weight: float = 0.9) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the first points are not pulled
+    toward zero."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = weight * avg + (1 - weight) * v
+        out.append(avg / (1 - weight**i))
+    return out
+
+
 def loss_curve_png(metrics_jsonl: Path, out_png: Path) -> Path:
     """Training loss against step, learning rate on a twin axis. Rows need ``loss`` (or ``train_loss``),
     and ``step`` (else their order); ``lr`` is optional."""
@@ -74,7 +84,10 @@ def loss_curve_png(metrics_jsonl: Path, out_png: Path) -> Path:
         ax.text(0.5, 0.5, f"no loss values in {metrics_jsonl.name}", ha="center", va="center")
     else:
         steps = [r.get("step", i) for i, r in enumerate(rows)]
-        ax.plot(steps, [r["loss"] for r in rows], color="tab:blue", label="loss")
+        losses = [r["loss"] for r in rows]
+        ax.plot(steps, losses, color="tab:blue", alpha=0.35, label="loss")
+        ax.plot(steps, smoothed(losses), color="tab:blue", label="loss (smoothed)")
+        ax.legend(loc="upper right")
         ax.set_xlabel("step")
         ax.set_ylabel("loss", color="tab:blue")
         lrs = [

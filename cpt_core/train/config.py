@@ -48,6 +48,17 @@ class TrainConfig(BaseModel):
         "within a node and replicates across nodes; none keeps a full copy per GPU (DDP)",
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass")
+    schedule: Literal["cosine", "wsd"] = Field("cosine", description="LR after warmup: cosine, or warmup-stable-decay")
+    decay_ratio: float = Field(0.2, gt=0, le=1, description="wsd: share of the steps spent decaying")
+    document_masking: bool = Field(
+        False, description="attend only within each packed document (varlen with flash attention, else a mask)"
+    )
+    compile: bool = Field(False, description="torch.compile the model (GPU; worth it for long runs)")
+    tensorboard: bool = not_in_key(True, description="TensorBoard logs in the training output")
+    gpu_slot: str = not_in_key(
+        "cptflow-gpus-{host}",
+        description="Prefect global concurrency limit (1 slot) a training holds: one training per machine",
+    )
     # In the key: the thread count changes the order of float reductions, hence the last bits of the weights.
     cpu_threads: int | None = Field(
         None, ge=1, description="torch threads per process when training on CPU; default: cores / processes"

@@ -4,15 +4,18 @@ Algorithm (``train``, nanoGPT style, top to bottom):
 
 1. Load the base model in float32 (the master weights); under ``bf16`` accelerate wraps the forward pass in
    autocast while the optimizer updates stay in float32. ``auto`` picks bf16 on GPUs that support it and
-   fp32 on CPU (where bf16 autocast measured slower without AMX).
-2. AdamW with separate groups for embeddings/lm_head, norms/biases and the other matrices; linear warmup then
-   cosine; each step's batch a pure function of the step number (``optim.py`` says why).
+   fp32 on CPU (where bf16 autocast measured slower without AMX). Optionally: gradient checkpointing, the
+   training mode (LoRA, staged unfreezing: ``modes.py``), FSDP (``sharding.py``), ``torch.compile``.
+2. AdamW (fused on GPUs) with separate groups for embeddings/lm_head, norms/biases and the other matrices;
+   linear warmup then cosine or warmup-stable-decay; each step's batch a pure function of the step number
+   (``optim.py`` says why); optionally document-masked attention within packed rows (``doc_mask.py``).
 3. Resume from the newest complete checkpoint (``checkpoint.py``), so a killed run continues rather than
    restarts.
 4. Gradient accumulation and clipping through accelerate, the loss being the mean over every target token of
    the optimizer step's window (``loss.py``: not a mean of per-micro-batch means); a JSON line per ``log_every`` step in
    ``metrics.jsonl`` and a parseable line on stdout (``step 3/20 loss 4.1234 lr 1.00e-04 ...``) that the
-   parent process turns into progress.
+   parent process turns into progress; each row carries the LR per group, tokens/s, MFU and the share of
+   time spent waiting for data (``telemetry.py``), also written to TensorBoard.
 5. Every ``checkpoint_every`` steps a checkpoint of the whole training state.
 6. ``save_pretrained(output_dir/"final")`` with the tokenizer, and ``train_summary.json``.
 
@@ -32,11 +35,13 @@ from typing import Any
 from cpt_core.io import atomic_write_json
 from cpt_core.train.checkpoint import restore_checkpoint, save_checkpoint
 from cpt_core.train.config import FINAL, METRICS, SUMMARY, TrainConfig, resolve_precision
+from cpt_core.train.doc_mask import document_inputs, uses_flash_attention
 from cpt_core.train.loss import backward_window
 from cpt_core.train.modes import final_model, set_up_mode
 from cpt_core.train.optim import BatchPlan, build_optimizer, total_steps
 from cpt_core.train.orphans import exit_with_orchestrator
 from cpt_core.train.sharding import full_state_dict, local_value, shard_model
+from cpt_core.train.telemetry import StepTimer, TensorBoard, device_peak_flops, flops_per_token
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +65,14 @@ class _Run:
     checkpoint_dir: Path
     unfreezer: Any = None
     sharded: bool = False
+    sep_id: int | None = None  # the document separator, when documents are masked from each other
+    flash: bool = False
+    flops_per_token: float = 0.0
+    peak_flops: float | None = None
+    peak_from: str = ""
+    timer: StepTimer | None = None
+    board: TensorBoard | None = None
+    step_lrs: dict | None = None  # the LR of each group in the last optimizer step
 
     def checkpoint_extra(self) -> dict:
         """What checkpoints need beyond accelerate's state: the sharded model and optimizer under FSDP."""
@@ -98,6 +111,7 @@ def _set_up(spec: dict) -> _Run:
 
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32)
     model.config.use_cache = False  # the KV cache is for generation; in training it only costs memory
+    telemetry = _telemetry(cfg, model, accelerator, mixed_precision, spec, output_dir)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model, unfreezer = set_up_mode(model, cfg.mode, cfg.lora, cfg.unfreeze, Path(spec["model_dir"]))
@@ -110,6 +124,8 @@ def _set_up(spec: dict) -> _Run:
         model = shard_model(model, device=accelerator.device, world=procs, nodes=cfg.num_machines,
                             sharding=cfg.sharding, bf16=mixed_precision == "bf16")  # fmt: skip
     optimizer, scheduler = build_optimizer(model, cfg, steps)
+    if cfg.compile:
+        model.compile()  # in place: the module stays what save_pretrained and the checkpoints expect
     if not sharded:
         model, optimizer = accelerator.prepare(model, optimizer)
     # The scheduler is stepped by hand once per optimizer step (a prepared one steps once per process);
@@ -120,8 +136,22 @@ def _set_up(spec: dict) -> _Run:
         plan=BatchPlan(len(data), cfg, procs), steps=steps,
         tokens_per_step=cfg.micro_batch_size * cfg.grad_accum_steps * procs * data.seq_len,
         mixed_precision=mixed_precision, model_dir=Path(spec["model_dir"]), output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir, unfreezer=unfreezer, sharded=sharded,
+        checkpoint_dir=checkpoint_dir, unfreezer=unfreezer, sharded=sharded, **telemetry,
     )  # fmt: skip
+
+
+def _telemetry(cfg: TrainConfig, model, accelerator, mixed_precision: str, spec: dict, output_dir: Path) -> dict:
+    """The per-step telemetry's parts (FLOPs per token, device peak, timers, TensorBoard) and masking ids."""
+    from cpt_core.data.tokenize import PackedSequences, load_fast_tokenizer, separator_id
+
+    seq_len = PackedSequences(Path(spec["tokens_dir"])).seq_len
+    peak, peak_from = device_peak_flops(accelerator.device, mixed_precision == "bf16")
+    sep_id = separator_id(load_fast_tokenizer(Path(spec["model_dir"]))) if cfg.document_masking else None
+    return {
+        "sep_id": sep_id, "flash": uses_flash_attention(model), "flops_per_token": flops_per_token(model.config, seq_len),
+        "peak_flops": peak, "peak_from": peak_from, "timer": StepTimer(),
+        "board": TensorBoard(output_dir / "tensorboard", cfg.tensorboard and accelerator.is_main_process),
+    }  # fmt: skip
 
 
 def _micro_batches(run: _Run, step: int) -> list[tuple[Any, Any]]:
@@ -137,7 +167,11 @@ def _micro_batches(run: _Run, step: int) -> list[tuple[Any, Any]]:
     for micro in range(run.cfg.grad_accum_steps):
         rows = [run.data[i] for i in run.plan.indices(step, micro, acc.process_index)]
         batch = torch.from_numpy(np.stack(rows)).to(acc.device)
-        out.append((batch, batch))
+        if run.sep_id is None:
+            out.append((batch, batch))
+        else:
+            labels, inputs = document_inputs(batch, run.sep_id, run.flash)
+            out.append((batch, labels, inputs))
     return out
 
 
@@ -146,12 +180,16 @@ def _train_step(run: _Run, step: int) -> tuple[Any, Any, Any, float]:
     acc, model, optimizer = run.accelerator, run.model, run.optimizer
     # The LR of the main (decay) group; embeddings run at lr * embedding_lr_mult.
     lr = next((g["lr"] for g in optimizer.param_groups if g.get("name") == "decay"), run.scheduler.get_last_lr()[-1])
+    run.step_lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
+    run.timer.start_step()
+    batches = run.timer.data(lambda: _micro_batches(run, step))
     # The loss is the mean over every target token of the window, not a mean of per-micro-batch means.
-    loss_sum, tokens = backward_window(acc, model, _micro_batches(run, step))
+    loss_sum, tokens = backward_window(acc, model, batches)
     grad_norm = acc.clip_grad_norm_(model.parameters(), run.cfg.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
+    run.timer.end_step()
     return loss_sum, tokens, grad_norm, lr
 
 
@@ -161,23 +199,35 @@ def _log_step(run: _Run, done: int, start_step: int, elapsed: float, loss_sum, t
     # The window's token mean over all processes, the quantity the gradient was taken of.
     mean_loss = (acc.gather(loss_sum.reshape(1)).sum() / acc.gather(tokens.reshape(1)).sum().clamp(min=1)).item()
     tokens_run = (done - start_step) * run.tokens_per_step
+    tokens_per_s = tokens_run / elapsed if elapsed > 0 else None
     row = {
         "step": done,
         "loss": round(mean_loss, 6),
         "lr": lr,
+        "lr_groups": run.step_lrs,
         "grad_norm": round(local_value(grad_norm), 6) if grad_norm is not None else None,
         "tokens": done * run.tokens_per_step,
-        "tokens_per_s": round(tokens_run / elapsed, 1) if elapsed > 0 else None,
+        "tokens_per_s": round(tokens_per_s, 1) if tokens_per_s else None,
+        "mfu": _mfu(run, tokens_per_s),
+        "data_wait": run.timer.data_fraction(),
         "elapsed": round(elapsed, 3),
     }
     if acc.is_main_process:
         with open(run.output_dir / METRICS, "a") as fh:
             fh.write(json.dumps(row) + "\n")
+        run.board.log(row, done)
     acc.print(
         f"step {done}/{run.steps} loss {mean_loss:.4f} lr {lr:.2e} "
-        f"grad_norm {row['grad_norm'] or 0:.3f} tok/s {row['tokens_per_s'] or 0:.0f}",
+        f"grad_norm {row['grad_norm'] or 0:.3f} tok/s {row['tokens_per_s'] or 0:.0f} mfu {row['mfu'] or 0:.3f}",
         flush=True,
     )
+
+
+def _mfu(run: _Run, tokens_per_s: float | None) -> float | None:
+    """Model FLOPs utilisation: useful FLOP/s over the peak of all the run's devices (``telemetry.py``)."""
+    if not tokens_per_s or not run.peak_flops:
+        return None
+    return round(tokens_per_s * run.flops_per_token / (run.peak_flops * run.accelerator.num_processes), 4)
 
 
 def _summary(run: _Run, start_step: int, resumed_from: int | None, elapsed: float) -> dict:
@@ -190,6 +240,11 @@ def _summary(run: _Run, start_step: int, resumed_from: int | None, elapsed: floa
         "first_loss": rows[0]["loss"] if rows else None,
         "final_loss": rows[-1]["loss"] if rows else None,
         "tokens_per_s": round(trained / elapsed, 1) if elapsed > 0 else None,
+        "mfu": _mfu(run, trained / elapsed if elapsed > 0 else None),
+        "peak_tflops": round(run.peak_flops / 1e12, 2) if run.peak_flops else None,
+        "peak_from": run.peak_from,
+        "flops_per_token": run.flops_per_token,
+        "data_wait": run.timer.data_fraction(),
         "train_seconds": round(elapsed, 2),
         "precision": "bf16" if run.mixed_precision == "bf16" else "fp32",
         "device": str(run.accelerator.device),
@@ -255,6 +310,7 @@ def train(spec: dict) -> dict:
 
     acc.wait_for_everyone()
     summary = _summary(run, start_step, resumed_from, time.monotonic() - started)
+    run.board.close()
     _save_final(run, summary)
     acc.end_training()
     return summary

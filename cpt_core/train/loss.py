@@ -25,11 +25,13 @@ def target_count(labels) -> Any:
     return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
-def token_loss_sum(model, input_ids, labels) -> Any:
-    """Sum (not mean) of the next-token cross-entropy over the target positions of ``labels``."""
+def token_loss_sum(model, input_ids, labels, **inputs) -> Any:
+    """Sum (not mean) of the next-token cross-entropy over the target positions of ``labels``.
+
+    ``inputs`` go to the forward pass too (``position_ids`` and a 4-D mask under document masking)."""
     import torch.nn.functional as F
 
-    logits = model(input_ids=input_ids).logits[:, :-1]
+    logits = model(input_ids=input_ids, **inputs).logits[:, :-1]
     targets = labels[:, 1:].to(logits.device)
     # Upcast: under bf16 autocast the logits are bf16, and a sum over many tokens needs float32.
     return F.cross_entropy(
@@ -40,8 +42,8 @@ def token_loss_sum(model, input_ids, labels) -> Any:
     )
 
 
-def backward_window(accelerator, model, micro_batches: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-    """Backward every ``(input_ids, labels)`` micro-batch of one optimizer step with the window-wide scale.
+def backward_window(accelerator, model, micro_batches: list[tuple]) -> tuple[Any, Any]:
+    """Backward every ``(input_ids, labels[, forward inputs])`` micro-batch of one optimizer step with the window-wide scale.
 
     Returns (sum of token losses, target tokens) of this process, detached, for logging. The optimizer step,
     clipping and zeroing stay with the caller. ``len(micro_batches)`` must be the accelerator's
@@ -54,14 +56,14 @@ def backward_window(accelerator, model, micro_batches: list[tuple[Any, Any]]) ->
             f"{len(micro_batches)} micro-batches for gradient_accumulation_steps="
             f"{accelerator.gradient_accumulation_steps}"
         )
-    local = sum(target_count(labels) for _, labels in micro_batches).to(accelerator.device)
+    local = sum(target_count(batch[1]) for batch in micro_batches).to(accelerator.device)
     total = accelerator.reduce(local.clone(), reduction="sum") if accelerator.num_processes > 1 else local
     # A window without a single target (every label masked) contributes no gradient rather than NaN.
     scale = accelerator.gradient_accumulation_steps * accelerator.num_processes / total.clamp(min=1)
     loss_sum = torch.zeros((), device=accelerator.device)
-    for input_ids, labels in micro_batches:
+    for input_ids, labels, *rest in micro_batches:
         with accelerator.accumulate(model):
-            micro_sum = token_loss_sum(model, input_ids, labels)
+            micro_sum = token_loss_sum(model, input_ids, labels, **(rest[0] if rest else {}))
             accelerator.backward(micro_sum * scale)
         loss_sum += micro_sum.detach()
     return loss_sum, local

@@ -21,11 +21,26 @@ import math
 from cpt_core.train.config import TrainConfig
 
 
-def lr_factor(step: int, total_steps: int, warmup_ratio: float, min_lr_ratio: float) -> float:
-    """Multiplier of the peak LR at optimizer step ``step`` (0-based): linear warmup, then cosine to the floor."""
+def lr_factor(
+    step: int, total_steps: int, warmup_ratio: float, min_lr_ratio: float, schedule: str = "cosine",
+    decay_ratio: float = 0.2,
+) -> float:  # fmt: skip
+    """Multiplier of the peak LR at optimizer step ``step`` (0-based).
+
+    ``cosine``: linear warmup, then cosine to the floor. ``wsd`` (warmup-stable-decay): linear warmup, the
+    peak held, then a linear decay to the floor over the last ``decay_ratio`` of the steps; a refresh can be
+    extended from a stable-phase checkpoint without re-warming.
+    """
     warmup = int(round(warmup_ratio * total_steps))
     if step < warmup:
         return (step + 1) / (warmup + 1)  # never 0: the first step already learns something
+    if schedule == "wsd":
+        decay = max(1, int(round(decay_ratio * total_steps)))
+        decay_start = max(warmup, total_steps - decay)
+        if step < decay_start:
+            return 1.0
+        progress = min(1.0, (step - decay_start + 1) / max(1, total_steps - decay_start))
+        return 1.0 - (1 - min_lr_ratio) * progress
     progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -61,9 +76,12 @@ def build_optimizer(model, cfg: TrainConfig, steps: int):
     """AdamW over ``param_groups`` and the warmup + cosine ``LambdaLR`` for ``steps`` optimizer steps."""
     import torch
 
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=tuple(cfg.betas), fused=False)
+    # Fused AdamW (one kernel for all parameters) on GPUs; the plain loop elsewhere, as fused needs CUDA.
+    fused = torch.cuda.is_available()
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), betas=tuple(cfg.betas), fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, steps, cfg.warmup_ratio, cfg.min_lr_ratio)
+        optimizer,
+        lambda s: lr_factor(s, steps, cfg.warmup_ratio, cfg.min_lr_ratio, cfg.schedule, cfg.decay_ratio),
     )
     return optimizer, scheduler
 

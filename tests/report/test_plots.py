@@ -50,3 +50,12 @@ def test_eval_delta_png(tmp_path):
     no_probe = {k: {**v, "probe_acc": None} for k, v in RESULTS.items() if k != "delta"}
     assert _is_png(eval_delta_png(no_probe, tmp_path / "no_probe.png"))
     assert not [p for p in tmp_path.rglob("*.tmp.png")]  # written under a temporary name, then renamed
+
+
+def test_smoothed_loss_is_a_debiased_moving_average():
+    from cpt_core.report.plots import smoothed
+
+    assert smoothed([4.0, 4.0, 4.0]) == pytest.approx([4.0, 4.0, 4.0])  # no pull toward zero at the start
+    noisy = [5.0, 3.0, 5.0, 3.0, 5.0, 3.0]
+    out = smoothed(noisy, 0.5)
+    assert max(out[2:]) - min(out[2:]) < max(noisy) - min(noisy)
