@@ -15,6 +15,7 @@ from cpt_core.curate.dedup import (
     NearDedupConfig,
     commit_dedup_index,
     exact_hash,
+    jaccard,
     shingles,
 )
 from cpt_core.curate.pipeline import CurateConfig, run_curate_step
@@ -44,6 +45,9 @@ KOREAN = (
     "제주도는 한반도 남쪽 바다에 있는 가장 큰 섬이다. 섬의 한가운데에는 남한에서 가장 높은 한라산이 있다. "
     "화산 활동으로 만들어진 섬이라서 용암 동굴과 오름이 곳곳에 있다. 따뜻한 기후 덕분에 귤 농사가 발달하였다."
 )
+
+# respaced, re-punctuated, one sentence added: a copy (a one-word change in a text this short is not)
+KOREAN_COPY = KOREAN.replace("가장 큰", "가장큰").replace(" 있다.", " 있다!") + " 자세한 것은 누리집을 보라."
 
 
 def near_copy(text: str) -> str:
@@ -109,7 +113,7 @@ def test_exact_and_near_duplicates_within_a_run(tmp_path):
             {"id": "k1", "text": KOREAN, "metadata": {"language": "ko"}},
             {
                 "id": "k2",
-                "text": KOREAN.replace("가장 큰 섬이다", "제일 큰 섬이다"),
+                "text": KOREAN_COPY,
                 "metadata": {"language": "ko"},
             },
         ],
@@ -124,11 +128,18 @@ def test_exact_and_near_duplicates_within_a_run(tmp_path):
     assert kept == ["h1", "l1", "r1", "k1"]  # first copies, input order preserved
     (h2,) = read_docs(tmp_path / "A" / "exact_dedup" / "dropped")
     assert h2["id"] == "h2" and h2["metadata"]["filter_reason"] == "exact_duplicate"
-    assert h2["metadata"]["duplicate_of"] == "h1"
+    assert h2["metadata"]["duplicate_of"] == "h1" and h2["metadata"]["duplicate_similarity"] == 1.0
     dropped = {d["id"]: d["metadata"] for d in read_docs(tmp_path / "A" / "near_dedup" / "dropped")}
     assert dropped["l2"]["filter_reason"] == "near_duplicate" and dropped["l2"]["duplicate_of"] == "l1"
     assert dropped["k2"]["duplicate_of"] == "k1"
-    assert all(0.7 <= m["duplicate_similarity"] <= 1 for m in dropped.values())
+    # each dropped copy names a kept document and its exact shingle Jaccard with it
+    texts = {"l1": library, "l2": near_copy(library), "k1": KOREAN}
+    texts["k2"] = KOREAN_COPY
+    for doc_id, meta in dropped.items():
+        assert meta["duplicate_of"] in kept
+        lang = "ko" if doc_id.startswith("k") else "en"
+        exact = jaccard(shingles(texts[doc_id], 5, lang, 13), shingles(texts[meta["duplicate_of"]], 5, lang, 13))
+        assert 0.7 <= meta["duplicate_similarity"] == round(exact, 4) < 1
 
 
 def test_first_copy_in_input_order_wins_across_files(tmp_path):

@@ -79,7 +79,7 @@ def test_index_of_an_older_shingling_is_skipped_not_misread(tmp_path):
     dedup_run(tmp_path, "A", run_a, state)
     commit(tmp_path, "A", state)
     with np.load(state / "A" / "minhash.npz") as index:
-        assert int(index["shingling"]) == 2 and int(index["char_ngram"]) == 5
+        assert int(index["shingling"]) == 3 and int(index["char_ngram"]) == 13
         old = {k: index[k] for k in index.files if k not in ("shingling", "char_ngram")}
     np.savez(state / "A" / "minhash.npz", **old)  # an index written before the normalisation existed
     run_b = write_en(tmp_path / "in-b", [{"id": "b-library", "text": ARTICLES["library"] + " More."}])
@@ -87,3 +87,19 @@ def test_index_of_an_older_shingling_is_skipped_not_misread(tmp_path):
     assert near["earlier_runs_incompatible"] == 1 and near["docs_out"] == 1
     assert near["lsh_bands"] * near["lsh_rows"] <= 128
     assert [d["id"] for d in read_docs(tmp_path / "B" / "near_dedup" / "documents")] == ["b-library"]
+
+
+def test_unlabelled_korean_is_shingled_in_characters_like_labelled_korean():
+    spaced = "제주도는 한반도 남쪽 바다에 있는 가장 큰 섬이다"
+    assert shingles(spaced, 5, None, 4) == shingles(spaced, 5, "ko", 4)
+    assert shingles("제주도는 가장 큰 섬", 5, None, 4) >= {"제주도는", "가장큰섬"}
+    mixed = "Install the package with apt and read 설명서 for details on every option it offers"
+    assert shingles(mixed, 5, None) == shingles(mixed, 5, "en")  # mostly Latin: words
+
+
+def test_korean_copy_with_rewritten_spacing_is_found_and_a_rewrite_is_not(tmp_path):
+    respaced = KOREAN.replace("가장 큰", "가장큰").replace("한라산이 있다", "한라 산이있다")
+    rewritten = KOREAN.replace("가장 큰 섬이다", "두 번째로 큰 섬이다").replace("귤 농사가", "감자 농사가")
+    docs = _docs({"k1": KOREAN, "k2": respaced, "k3": rewritten}, "ko")
+    assert run_filter(tmp_path, docs, threshold=0.8) == ["k1", "k3"]
+    assert docs[1].metadata == {"language": "ko", "duplicate_of": "k1", "duplicate_similarity": 1.0}
