@@ -21,8 +21,8 @@ step means the extended model reads more text per step: its tokens are longer. H
 (``cpt_core.evaluate.bpb``; per byte, so comparable across tokenizers) are scored for the base, base+CPT,
 extended and extended+CPT models on held-out pages (up to ``--bpb-kb`` KB), those with no near-duplicate among
 the training pages first (most help pages share boilerplate with a training page; the count is printed). On a
-loaded 2-core machine a 135M fp32 step of 2x256 tokens took ~25 s: lower ``--cpt-steps``/``--micro-batch``/
-``--bpb-kb`` to fit. The last line is key=value figures.
+2-core machine shared with other jobs a 135M fp32 step of 2x256 tokens took 4 to 60 s with the load: lower
+``--cpt-steps``/``--micro-batch``/``--bpb-kb`` to fit (``--cpt-steps 8 --micro-batch 2 --bpb-kb 8``: ~4 min). The last line is key=value figures.
 """
 
 from __future__ import annotations
