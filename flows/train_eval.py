@@ -9,6 +9,8 @@ tokenizer: a new run trains on it as it is.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 
 from cpt_core.config import RunConfig
@@ -23,7 +25,7 @@ def _data_run_config(config: RunConfig, data_run: str) -> RunConfig:
     if config.run_id not in (None, data_run):
         raise ValueError(f"data_run: {data_run!r} continues that run; config.run_id {config.run_id!r} differs")
     config = config.model_copy(update={"run_id": data_run})
-    kg = RunLayout(config.root, data_run).sources / "knowledge_graph.jsonl"
+    kg = RunLayout(Path(config.root).expanduser().resolve(), data_run).sources / "knowledge_graph.jsonl"
     demo = config.ingest.demo
     if config.knowledge_graph is None and demo is not None and demo.knowledge_graph and kg.is_file():
         config = config.model_copy(update={"knowledge_graph": str(kg)})  # the demo site's graph, as ingest saved it
