@@ -45,6 +45,7 @@ step "prefect server start" "$t"
 
 t=$(date +%s.%N)
 prefect work-pool create cptflow-process --type process >/dev/null
+prefect work-pool create cptflow-gpu --type process >/dev/null
 step "prefect work-pool create" "$t"
 
 t=$(date +%s.%N)

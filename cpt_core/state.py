@@ -8,12 +8,16 @@ see it only once the run has *finished* with an outcome that makes its data "lea
 |---------------|------------------------|------------------------|-----|
 | ``promoted``  | the promote stage      | yes | its documents are in the champion |
 | ``nothing_new`` | the flow, after curate | yes | it only confirmed pages already learned |
+| ``data_only`` | the data-refresh flow   | yes | its documents wait for a train-eval run; later refreshes do not refetch them |
 | ``rejected``  | the promote stage      | no  | no model kept its documents: the next run fetches and trains on them again |
 | failed        | nobody (no record)     | no  | its own retry resumes; other runs ignore it |
 
 Which runs are visible is decided once, when the run starts, and pinned in ``<run>/state_view.json``: a retry
 sees exactly what its first attempt saw, so its stage keys match and finished stages are reused, even if
 another run finished in between.
+
+A ``train-eval`` run over a ``data_only`` run's data continues that run (same run id) and replaces its
+outcome with ``promoted`` or ``rejected``: rejected, its pages count as unseen again, like any rejected run's.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from pathlib import Path
 
 from cpt_core.io import atomic_write_json
 
-OUTCOMES = ("promoted", "rejected", "nothing_new")
-VISIBLE_OUTCOMES = ("promoted", "nothing_new")
+OUTCOMES = ("promoted", "rejected", "nothing_new", "data_only")
+VISIBLE_OUTCOMES = ("promoted", "nothing_new", "data_only")
 FINISHED_DIR = "finished"
 VIEW_FILE = "state_view.json"
 

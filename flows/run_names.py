@@ -19,6 +19,7 @@ def run_id_of(parameters: dict) -> str | None:
     """The run id that a flow called with ``parameters`` will use, or None when it cannot be told."""
     layout = parameters.get("layout")
     run_id = getattr(layout, "run_id", None) or (layout.get("run_id") if isinstance(layout, dict) else None)
+    run_id = run_id or parameters.get("data_run")  # train-eval continues that run
     if run_id:
         return str(run_id)
     config = parameters.get("config")

@@ -26,7 +26,7 @@ from cpt_core.ingest.sources import Source
 from cpt_core.io import atomic_file, atomic_write_json
 from cpt_core.layout import RunLayout
 from cpt_core.report.model_card import write_model_card
-from cpt_core.stage import MANIFEST
+from cpt_core.stage import MANIFEST, read_manifest
 from cpt_core.state import record_outcome, visible_runs
 from cpt_core.synthesize.stage import PROBE_FILE, SynthesizeConfig, run_synthesize
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
@@ -245,12 +245,20 @@ def train_task(cfg: TrainConfig, layout: RunLayout, model_dir: str) -> dict:
 
 
 @task(name="evaluate", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
-def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_graph: str | None) -> dict:
+def evaluate_task(
+    cfg: EvalConfig,
+    layout: RunLayout,
+    base_dir: str,
+    knowledge_graph: str | None,
+    trained_dir: str | None = None,
+    domain_heldout: str | None = None,
+) -> dict:
+    """``base_dir`` against the run's trained model (or ``trained_dir``) on its held-out text (or ``domain_heldout``)."""
     manifest = run_evaluate(
         cfg,
         Path(base_dir),
-        layout.model / "final",
-        layout.tokens / "heldout" / "domain.jsonl",
+        Path(trained_dir) if trained_dir else layout.model / "final",
+        Path(domain_heldout) if domain_heldout else layout.tokens / HELDOUT_FILE,
         Path(knowledge_graph) if knowledge_graph else None,
         layout.eval,
         progress=PrefectProgress("evaluate", layout.run_id),
@@ -262,12 +270,12 @@ def evaluate_task(cfg: EvalConfig, layout: RunLayout, base_dir: str, knowledge_g
 
 
 @task(name="promote", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
-def promote_task(cfg: PromoteConfig, layout: RunLayout, lineage: dict) -> dict:
+def promote_task(cfg: PromoteConfig, layout: RunLayout, lineage: dict, model_dir: str | None = None) -> dict:
     manifest = run_promote(
         cfg,
         layout.registry,
         layout.run_id,
-        layout.model / "final",
+        Path(model_dir) if model_dir else layout.model / "final",
         layout.eval / "results.json",
         lineage,
         layout.run / "promote",
@@ -289,3 +297,33 @@ def nothing_new_task(layout: RunLayout, curated: dict) -> dict:
     atomic_write_json(layout.run / "promote" / "decision.json", decision)
     record_outcome(layout.state, layout.run_id, "nothing_new", {"reasons": [reason]})
     return decision
+
+
+@task(name="data-only")
+def data_only_task(layout: RunLayout, curated: dict) -> dict:
+    """End a data-refresh run: its crawl state and dedup entries count for later runs; no model is trained."""
+    docs = curated["summary"].get("docs_out", 0)
+    reason = f"data refresh: {docs} curated documents kept for a later train-eval run; no model trained"
+    record_outcome(layout.state, layout.run_id, "data_only", {"reasons": [reason], "docs": docs})
+    return {"promote": False, "outcome": "data_only", "reasons": [reason]}
+
+
+@task(name="use-shards")
+def use_shards_task(layout: RunLayout, shards: str) -> dict:
+    """Train on a tokenize stage's output from elsewhere: ``<run>/tokens`` becomes a link to ``shards``.
+
+    The shards must have been made with the tokenizer of the model this run starts from.
+    """
+    folder = Path(shards).expanduser().resolve()
+    if not any((folder / "train").glob("*.arrow")):
+        raise ValueError(f"shards: {folder} holds no train/*.arrow files (the tokenize stage's output folder)")
+    if not (folder / HELDOUT_FILE).is_file():
+        raise ValueError(f"shards: {folder} holds no {HELDOUT_FILE} (the held-out text evaluate scores)")
+    if layout.tokens.is_symlink() and layout.tokens.resolve() != folder:
+        raise ValueError(f"run {layout.run_id} already trains on {layout.tokens.resolve()}, not {folder}")
+    if not layout.tokens.exists():
+        layout.tokens.symlink_to(folder, target_is_directory=True)
+    elif not layout.tokens.is_symlink():
+        raise ValueError(f"run {layout.run_id} already has its own tokens/ folder: give a new run_id for {folder}")
+    manifest = read_manifest(folder) or {"stage": "tokenize", "summary": {}}
+    return {**manifest, "skipped": True, "summary": {**manifest.get("summary", {}), "shards": str(folder)}}

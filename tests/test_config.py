@@ -55,11 +55,10 @@ def test_run_id_defaults_to_a_timestamp_and_is_kept_when_given():
     assert validate_config({"run_id": "r1"}).with_run_id().run_id == "r1"
 
 
-def test_prefect_yaml_parameters_are_the_demo_recipe():
+def test_prefect_yaml_parameters_are_the_recipes():
     prefect_yaml = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
-    (deployment,) = prefect_yaml["deployments"]
-    demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    assert deployment["parameters"]["config"] == demo, "run `python deployments/render.py`"
-    assert deployment["entrypoint"] == "flows/knowledge_refresh.py:knowledge_refresh"
-    assert deployment["schedules"][0]["cron"]
-    validate_config(deployment["parameters"]["config"], "prefect.yaml")
+    recipes = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "configs").glob("*.yaml"))]
+    for deployment in prefect_yaml["deployments"]:
+        config = deployment["parameters"]["config"]
+        assert config in recipes, f"{deployment['name']}: run `python deployments/render.py`"
+        validate_config(config, "prefect.yaml")
