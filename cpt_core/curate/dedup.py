@@ -38,8 +38,10 @@ Trade-offs: everything lives in memory (a 128-permutation signature is 1 KB per 
 and fast up to a few million documents; beyond that datatrove's multi-stage on-disk ``MinhashDedup*``
 pipeline is the tool. A step's key holds the list of runs it saw, which is pinned per run: a finished step
 is not redone just because another run finished since. Signatures made with other MinHash parameters (num_perm, seed,
-shingle sizes, shingling version) cannot be compared; those runs are skipped with a warning and an ``earlier_runs_incompatible``
-stat.
+shingle sizes, shingling version) cannot be compared: such a run's accepted documents, still under its run
+folder, are signed again with the current settings and stored as its index (``earlier_runs_rebuilt``), so an
+upgrade keeps deduplicating against history; a run whose documents are gone is skipped with a warning and an
+``earlier_runs_incompatible`` stat.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
 
-from cpt_core.io import atomic_file
+from cpt_core.io import atomic_file, iter_text_rows, jsonl_files
+from cpt_core.layout import RunLayout
 from cpt_core.stage import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -359,17 +362,14 @@ class NearDedupFilter(BaseFilter):
             with np.load(path, allow_pickle=False) as data:
                 params = self._stored_params(data)
                 scheme = str(data["scheme"])
-                if params != self._params() or scheme != self._template.scheme:
-                    logger.warning(
-                        "%s was made with MinHash %s (scheme %s), this run uses %s: not deduplicating against it",
-                        path,
-                        params,
-                        scheme,
-                        self._params(),
-                    )
+                stale = params != self._params() or scheme != self._template.scheme
+                ids, signatures = (None, None) if stale else (data["ids"], data["signatures"])
+            if stale:
+                rebuilt = self._rebuild(run_dir, params)
+                if rebuilt is None:
                     incompatible += 1
                     continue
-                ids, signatures = data["ids"], data["signatures"]
+                ids, signatures = rebuilt
             for doc_id, hashvalues in zip(ids.tolist(), signatures, strict=True):
                 lean = LeanMinHash(seed=cfg.seed, hashvalues=hashvalues, scheme=scheme)
                 self._insert(_Entry(run_dir.name, doc_id, lean))
@@ -377,6 +377,38 @@ class NearDedupFilter(BaseFilter):
         self.stat_update("earlier_signatures", value=len(self._entries))
         if incompatible:
             self.stat_update("earlier_runs_incompatible", value=incompatible)
+
+    def _rebuild(self, run_dir: Path, params: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        """Re-sign an earlier run's accepted documents with this run's MinHash settings, and store the result
+        as that run's index (so it happens once), when its documents are still under its run folder.
+
+        An index made with other settings (a changed shingle size or normalisation after an upgrade) cannot be
+        compared; without its documents, that run is skipped with a warning."""
+        root = Path(self.dedup_state).parents[1]
+        docs = RunLayout(root, run_dir.name).curate_step("near_dedup") / "documents"
+        files = jsonl_files(docs) if docs.is_dir() else []
+        if not files:
+            logger.warning(
+                "%s was made with MinHash %s, this run uses %s, and %s is gone: not deduplicating against it",
+                run_dir / NEAR_FILE, params, self._params(), docs,
+            )  # fmt: skip
+            return None
+        ids, signatures = [], []
+        for path in files:
+            for _, row in iter_text_rows(path):
+                doc = Document(text=row["text"], id=str(row.get("id")), metadata=row.get("metadata") or {})
+                ids.append(doc.id)
+                signatures.append(self.minhash(doc).hashvalues)
+        arrays = {
+            "ids": np.array(ids, dtype=str),
+            "signatures": np.stack(signatures).astype(np.uint64) if signatures else np.zeros((0, self.config.num_perm), np.uint64),
+            "scheme": np.array(self._template.scheme),
+            **{k: np.array(v) for k, v in self._params().items()},
+        }  # fmt: skip
+        _write_index_file(str(run_dir), NEAR_FILE, lambda tmp: save_npz_deterministic(tmp, **arrays))
+        logger.info("re-signed %d documents of %s with this run's MinHash settings", len(ids), run_dir.name)
+        self.stat_update("earlier_runs_rebuilt")
+        return arrays["ids"], arrays["signatures"]
 
     def _insert(self, entry: _Entry) -> None:
         self._lsh.insert(len(self._entries), entry.minhash, check_duplication=False)

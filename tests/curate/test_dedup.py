@@ -233,3 +233,28 @@ def test_config_rejects_unknown_keys():
         NearDedupConfig.model_validate({"threshold": 0.8, "shingle": 3})
     with pytest.raises(ValidationError):
         NearDedupConfig(threshold=0)
+
+
+def test_an_index_of_other_settings_is_re_signed_from_the_runs_documents(tmp_path):
+    """After an upgrade changes the shingling, history still counts: the earlier run's accepted documents
+    (under its run folder) are signed again with the new settings, once, and copies of them are dropped."""
+    root = tmp_path / "root"
+    state, run_a_dir = root / "state" / "dedup", root / "runs" / "A" / "curate"
+    source = write_en(tmp_path / "in-a", [{"id": "library", "text": ARTICLES["library"]}])
+    run_curate_step("exact_dedup", CurateConfig(), source, run_a_dir / "exact_dedup", state, "A", earlier_runs=[])
+    run_curate_step("near_dedup", CurateConfig(), run_a_dir / "exact_dedup", run_a_dir / "near_dedup", state, "A",
+                    earlier_runs=[])  # fmt: skip
+    commit_dedup_index(state, "A", run_a_dir / "near_dedup", "near")
+    with np.load(state / "A" / "minhash.npz") as index:
+        old = {k: index[k] for k in index.files if k not in ("shingling", "char_ngram")}
+    np.savez(state / "A" / "minhash.npz", **old)  # as written by an older version
+
+    run_b = write_en(tmp_path / "in-b", [{"id": "b-library", "text": near_copy(ARTICLES["library"])}])
+    near = run_curate_step("near_dedup", CurateConfig(), run_b, tmp_path / "B", state, "B", earlier_runs=["A"])
+    summary = near["summary"]
+    assert summary["earlier_runs_rebuilt"] == 1 and "earlier_runs_incompatible" not in summary
+    assert summary["dropped"] == {"near_duplicate_of_earlier_run": 1}
+    with np.load(state / "A" / "minhash.npz") as index:  # stored with the new settings: re-signed once
+        assert int(index["shingling"]) == 3 and index["ids"].tolist() == ["library"]
+    again = run_curate_step("near_dedup", CurateConfig(), run_b, tmp_path / "C", state, "C", earlier_runs=["A"])
+    assert "earlier_runs_rebuilt" not in again["summary"]
