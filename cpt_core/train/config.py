@@ -27,6 +27,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     lr: float = Field(1e-4, gt=0, description="peak learning rate (lower than pretraining)")
     embedding_lr_mult: float = Field(0.1, gt=0, description="LR multiplier for embeddings and lm_head")
+    new_token_lr_mult: float | None = Field(
+        None, gt=0, description="LR multiplier for the rows of tokens a tokenizer extension added; default: embeddings'"
+    )
     weight_decay: float = Field(0.1, ge=0)
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
@@ -75,10 +78,10 @@ class TrainConfig(BaseModel):
     def _check_unfreeze(self) -> TrainConfig:
         if self.unfreeze:
             check_stages(self.unfreeze)
-        if self.sharding != "none" and (self.mode == "lora" or self.unfreeze):
+        if self.sharding != "none" and (self.mode == "lora" or self.unfreeze or self.new_token_lr_mult):
             raise ValueError(
-                "train.sharding (FSDP) trains every parameter; it cannot be combined with train.mode: lora or "
-                "train.unfreeze (LoRA's adapters are small enough for sharding: none)"
+                "train.sharding (FSDP) trains every parameter alike; it cannot be combined with train.mode: lora, "
+                "train.unfreeze or train.new_token_lr_mult (LoRA's adapters are small enough for sharding: none)"
             )
         return self
 

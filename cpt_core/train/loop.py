@@ -73,6 +73,7 @@ class _Run:
     timer: StepTimer | None = None
     board: TensorBoard | None = None
     step_lrs: dict | None = None  # the LR of each group in the last optimizer step
+    new_rows: Any = None  # NewRowsLR when new tokens have their own LR
 
     def checkpoint_extra(self) -> dict:
         """What checkpoints need beyond accelerate's state: the sharded model and optimizer under FSDP."""
@@ -115,6 +116,7 @@ def _set_up(spec: dict) -> _Run:
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model, unfreezer = set_up_mode(model, cfg.mode, cfg.lora, cfg.unfreeze, Path(spec["model_dir"]))
+    new_rows = _new_rows_lr(cfg, model, Path(spec["model_dir"]))
     model.train()
     data = PackedSequences(Path(spec["tokens_dir"]))
     procs = accelerator.num_processes
@@ -136,8 +138,20 @@ def _set_up(spec: dict) -> _Run:
         plan=BatchPlan(len(data), cfg, procs), steps=steps,
         tokens_per_step=cfg.micro_batch_size * cfg.grad_accum_steps * procs * data.seq_len,
         mixed_precision=mixed_precision, model_dir=Path(spec["model_dir"]), output_dir=output_dir,
-        checkpoint_dir=checkpoint_dir, unfreezer=unfreezer, sharded=sharded, **telemetry,
+        checkpoint_dir=checkpoint_dir, unfreezer=unfreezer, sharded=sharded, new_rows=new_rows, **telemetry,
     )  # fmt: skip
+
+
+def _new_rows_lr(cfg: TrainConfig, model, model_dir: Path):
+    """``NewRowsLR`` when the model has tokens a tokenizer extension added and they get their own LR."""
+    from cpt_core.train.modes import model_record
+    from cpt_core.train.new_rows import NewRowsLR
+    from cpt_core.train.tokenizer_ext import EXTENSION_FILE
+
+    first = model_record(model_dir, EXTENSION_FILE).get("first_new_id")
+    if cfg.new_token_lr_mult is None or first is None or cfg.new_token_lr_mult == cfg.embedding_lr_mult:
+        return None
+    return NewRowsLR(model, first, cfg.new_token_lr_mult / cfg.embedding_lr_mult)
 
 
 def _telemetry(cfg: TrainConfig, model, accelerator, mixed_precision: str, spec: dict, output_dir: Path) -> dict:
@@ -181,12 +195,18 @@ def _train_step(run: _Run, step: int) -> tuple[Any, Any, Any, float]:
     # The LR of the main (decay) group; embeddings run at lr * embedding_lr_mult.
     lr = next((g["lr"] for g in optimizer.param_groups if g.get("name") == "decay"), run.scheduler.get_last_lr()[-1])
     run.step_lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
+    if run.new_rows is not None and "embeddings" in run.step_lrs:
+        run.step_lrs["new_tokens"] = run.step_lrs["embeddings"] * run.new_rows.ratio
     run.timer.start_step()
     batches = run.timer.data(lambda: _micro_batches(run, step))
     # The loss is the mean over every target token of the window, not a mean of per-micro-batch means.
     loss_sum, tokens = backward_window(acc, model, batches)
     grad_norm = acc.clip_grad_norm_(model.parameters(), run.cfg.max_grad_norm)
+    if run.new_rows is not None:
+        run.new_rows.before_step()
     optimizer.step()
+    if run.new_rows is not None:
+        run.new_rows.after_step()
     optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
     run.timer.end_step()

@@ -27,3 +27,31 @@ def test_metrics_rows_carry_group_lrs_mfu_data_wait_and_tensorboard(data):  # no
     assert summary["flops_per_token"] > 0
     events = list((root / "telemetry" / "out" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+def test_new_token_rows_move_at_their_own_lr(data, tmp_path):  # noqa: F811
+    import json
+    import shutil
+
+    import torch
+    from accelerate.state import AcceleratorState
+    from transformers import AutoModelForCausalLM
+
+    root, model, tokens = data
+    extended = tmp_path / "extended"
+    shutil.copytree(model, extended)
+    vocab = AutoModelForCausalLM.from_pretrained(extended).config.vocab_size
+    first = vocab - 40
+    (extended / "tokenizer_extension.json").write_text(json.dumps({"first_new_id": first}))
+    before = AutoModelForCausalLM.from_pretrained(extended).get_input_embeddings().weight.detach().clone()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    train(_spec(root, extended, tokens, "new-rows", max_steps=1, warmup_ratio=0.0, embedding_lr_mult=0.1,
+                new_token_lr_mult=1.0))  # fmt: skip
+    after = AutoModelForCausalLM.from_pretrained(root / "new-rows" / "out" / "final").get_input_embeddings().weight
+    moved = (after.detach() - before).abs()
+    # Adam's first step moves each element by about its LR: new rows 10x as far as the old ones.
+    ratio = moved[first:].median() / moved[:first].median()
+    assert 8 < ratio.item() < 12
+    row = _metrics(root / "new-rows" / "out")[0]
+    assert row["lr_groups"]["new_tokens"] == pytest.approx(10 * row["lr_groups"]["embeddings"])
+    assert torch.isfinite(after).all()
