@@ -136,7 +136,7 @@ def lm_eval_texts(tasks: list[str]) -> list[dict]:
             continue
         for task_yaml in yamls:
             for data in _task_data_files(task_yaml):
-                files = sorted(data.rglob("*.json*")) if data.is_dir() else [data]
+                files = sorted(p for p in data.rglob("*") if p.suffix in (".json", ".jsonl")) if data.is_dir() else [data]
                 for file in files:
                     rows.extend(_data_rows(file, f"lm_eval:{task_yaml.stem}"))
     return rows
@@ -144,10 +144,14 @@ def lm_eval_texts(tasks: list[str]) -> list[dict]:
 
 def _data_rows(file: Path, source: str) -> list[dict]:
     lines = file.read_text(encoding="utf-8").splitlines()
-    if file.suffix == ".json":  # a JSON array of rows, or one object
-        data = json.loads("\n".join(lines) or "[]")
-        records = data if isinstance(data, list) else [data]
-    else:
+    records = None
+    if file.suffix == ".json":  # a JSON array of rows or one object; else JSON lines, as datasets reads it
+        try:
+            data = json.loads("\n".join(lines) or "[]")
+            records = data if isinstance(data, list) else [data]
+        except json.JSONDecodeError:
+            records = None
+    if records is None:
         records = []
         for lineno, line in enumerate(lines, 1):
             if line.strip():

@@ -89,7 +89,7 @@ def test_domain_classifier_keeps_in_domain_documents_deterministically(tmp_path)
         {"id": "town-ko", "text": KO + " 김장 이야기.", "metadata": {"url": "https://other.example/c"}},
     ]
     domain = {"enabled": True, "seed_documents": str(seeds), "seed_url_prefixes": ["https://news.example/markets/"],
-              "general": {"source": str(heldout), "max_chars": 10_000}, "epoch": 100, "lr": 1.0}  # fmt: skip
+              "general": {"source": str(heldout), "max_chars": 10_000}, "epoch": 100, "lr": 1.0, "threshold": 0.1}  # fmt: skip
     manifest = _run(tmp_path, docs, domain=domain)
     kept = _docs(tmp_path / "select" / "documents")
     assert sorted(kept) == ["fin-en", "fin-ko", "fin-ko-2"]
