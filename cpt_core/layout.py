@@ -4,6 +4,7 @@
                         ingest/crawl/        WARC files + fetch log
                         ingest/extract/      documents/ (datatrove JSONL) + dropped/
                         curate/<step>/       documents/ + dropped/ per curation step
+                        curate/eval_texts.jsonl  evaluation texts that decontamination checks against
                         synthesize/         documents/synthetic.jsonl, probe.jsonl (auto probe)
                         tokens/              train/*.arrow packed shards, heldout/, mix report
                         model/               final/ (save_pretrained), checkpoints/, metrics.jsonl
@@ -24,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-CURATE_STEPS = ("language", "quality", "exact_dedup", "near_dedup")
+CURATE_STEPS = ("language", "quality", "select", "exact_dedup", "near_dedup", "decontaminate")
 DOCS = "documents"
 DROPPED = "dropped"
 
@@ -74,6 +75,11 @@ class RunLayout:
     def curated(self) -> Path:
         """The folder holding the last curation step's output."""
         return self.curate_step(CURATE_STEPS[-1])
+
+    @property
+    def eval_texts(self) -> Path:
+        """The evaluation texts curation's ``decontaminate`` step checks documents against."""
+        return self.run / "curate" / "eval_texts.jsonl"
 
     @property
     def start_model(self) -> Path:

@@ -26,6 +26,7 @@ from typing import NoReturn
 import typer
 
 from cpt_core.config import ConfigError, RunConfig, load_config
+from cpt_core.layout import CURATE_STEPS
 from cpt_core.lock import RootBusyError, RootLock
 
 # Offline-friendly defaults for Prefect's embedded server; users' explicit settings win.
@@ -43,8 +44,10 @@ class Stage(str, Enum):
     extract = "extract"
     language = "language"
     quality = "quality"
+    select = "select"
     exact_dedup = "exact_dedup"
     near_dedup = "near_dedup"
+    decontaminate = "decontaminate"
     tokenize = "tokenize"
     train = "train"
     evaluate = "evaluate"
@@ -206,11 +209,14 @@ def _run_one_stage(
         manifest = crawl_with_state(cfg.ingest.crawl, output, state, run_id, progress)
     elif name is Stage.extract:
         manifest = _run_extract(cfg, input, output, progress, need)
-    elif name.value in ("language", "quality", "exact_dedup", "near_dedup"):
+    elif name.value in CURATE_STEPS:
         from cpt_core.curate.pipeline import run_curate_step
 
         docs = _documents_input(need(input, "input"), output.with_name(output.name + ".input"))
-        manifest = run_curate_step(name.value, cfg.curate, docs, output, state / "dedup", run_id, progress)
+        eval_texts = _eval_texts(cfg, state, run_id, output) if name is Stage.decontaminate else None
+        manifest = run_curate_step(
+            name.value, cfg.curate, docs, output, state / "dedup", run_id, progress, eval_texts=eval_texts
+        )
     elif name is Stage.tokenize:
         from cpt_core.data.tokenize import run_tokenize
 
@@ -254,6 +260,19 @@ def plan(
     except (ValueError, TypeError) as err:
         _fail(err)
     typer.echo(render(result, cfg.name, gpu_name, peak_tflops, mfu))
+
+
+def _eval_texts(cfg: RunConfig, state: Path, run_id: str, output: Path) -> Path:
+    """The run's evaluation texts (as the curate flow gathers them), written beside ``output``."""
+    from cpt_core.curate.decontaminate import gather_eval_texts, write_eval_texts
+    from cpt_core.state import visible_runs
+
+    probes = [state / "probes" / f"{r}.jsonl" for r in visible_runs(state, run_id)] if cfg.evaluate.auto_probe else []
+    kg = Path(cfg.knowledge_graph) if cfg.knowledge_graph and cfg.evaluate.fact_probe else None
+    rows = gather_eval_texts(
+        kg, cfg.evaluate.lm_eval_tasks, cfg.evaluate.general_heldout, [p for p in probes if p.is_file()]
+    )
+    return write_eval_texts(rows, output.with_name(output.name + ".eval_texts.jsonl"))
 
 
 def _run_extract(cfg: RunConfig, crawl_dir: Path | None, output: Path, progress, need) -> dict:

@@ -1,4 +1,4 @@
-"""Curate flow: language ID, quality heuristics, exact and near dedup, one datatrove step after another."""
+"""Curate flow: language ID, quality, selection, exact and near dedup, decontamination, one step after another."""
 
 from __future__ import annotations
 
@@ -8,16 +8,25 @@ from cpt_core.config import RunConfig
 from cpt_core.curate.pipeline import STEPS
 from cpt_core.layout import RunLayout
 from flows.run_names import flow_run_name
-from tasks.stages import commit_dedup_task, curate_step_task
+from tasks.stages import commit_dedup_task, curate_step_task, eval_texts_task
 
 
 @flow(name="curate", flow_run_name=flow_run_name("curate"), log_prints=True)
 def curate_flow(config: RunConfig, layout: RunLayout) -> dict:
-    """Each step reads the previous step's documents/ and writes its own; the dedup index is committed last."""
+    """Each step reads the previous step's documents/ and writes its own; the dedup index is committed last.
+
+    The evaluation texts (probes, local lm-eval data, general held-out text) are gathered first, for the
+    decontaminate step.
+    """
     manifests = {}
     source = layout.extract
+    eval_texts = None
+    if config.curate.decontaminate.enabled:
+        eval_texts = eval_texts_task(config.evaluate, layout, config.knowledge_graph)
     for step in STEPS:
-        manifests[step] = curate_step_task(step, config.curate, layout, source)
+        manifests[step] = curate_step_task(
+            step, config.curate, layout, source, eval_texts if step == "decontaminate" else None
+        )
         source = layout.curate_step(step)
     commit_dedup_task(layout)
     return manifests

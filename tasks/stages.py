@@ -14,6 +14,7 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 
+from cpt_core.curate.decontaminate import gather_eval_texts, write_eval_texts
 from cpt_core.curate.dedup import commit_dedup_index
 from cpt_core.curate.pipeline import CurateConfig, run_curate_step
 from cpt_core.data.tokenize import HELDOUT_FILE, TokenizeConfig, run_tokenize
@@ -75,8 +76,24 @@ def extract_task(cfg: ExtractConfig, sources: list[Source], layout: RunLayout, c
     return _finish("extract", layout, manifest)
 
 
+@task(name="eval-texts", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+def eval_texts_task(cfg: EvalConfig, layout: RunLayout, knowledge_graph: str | None) -> str:
+    """Gather the evaluation texts this run will score (fact probe, earlier auto probes, local lm-eval data,
+    general held-out text) into one file, for curation's decontaminate step; returns its path."""
+    rows = gather_eval_texts(
+        Path(knowledge_graph) if knowledge_graph and cfg.fact_probe else None,
+        cfg.lm_eval_tasks,
+        cfg.general_heldout,
+        list(_earlier_probes(layout).values()) if cfg.auto_probe else [],
+    )
+    get_run_logger().info("eval-texts: %d evaluation texts to decontaminate against", len(rows))
+    return str(write_eval_texts(rows, layout.eval_texts))
+
+
 @task(name="curate-step", task_run_name="curate-{step}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
-def curate_step_task(step: str, cfg: CurateConfig, layout: RunLayout, input_dir: Path) -> dict:
+def curate_step_task(
+    step: str, cfg: CurateConfig, layout: RunLayout, input_dir: Path, eval_texts: str | None = None
+) -> dict:
     manifest = run_curate_step(
         step,
         cfg,
@@ -85,6 +102,7 @@ def curate_step_task(step: str, cfg: CurateConfig, layout: RunLayout, input_dir:
         layout.dedup_dir,
         layout.run_id,
         progress=PrefectProgress(f"curate-{step}", layout.run_id),
+        eval_texts=Path(eval_texts) if eval_texts else None,
     )
     return _finish(f"curate/{step}", layout, manifest)
 

@@ -1,4 +1,4 @@
-"""Curation: language ID, quality heuristics, exact and near dedup, each a datatrove pipeline step.
+"""Curation: language ID, quality heuristics, exact and near dedup, decontamination, each a datatrove step.
 
 Each step of ``STEPS`` is its own resumable stage (``curate/<step>``) and its own datatrove pipeline:
 
@@ -13,7 +13,12 @@ Separate stages rather than one long pipeline, so a crash in near dedup does not
 step's output can be inspected on its own, and each step reports its own drop reasons. The cost is one
 extra JSONL read/write per step, small next to language ID and quality scoring.
 
-Language ID and quality run on the configured executor (any number of tasks); the dedup steps always run
+``select`` (after quality, before dedup) keeps recent and, when configured, in-domain documents
+(``cpt_core.curate.select``). The last step, ``decontaminate``, drops (or flags) documents overlapping the evaluation texts gathered into
+one JSONL file (``cpt_core.curate.decontaminate``); that file is one of the step's inputs, so new probes or
+eval tasks redo it.
+
+Language ID, quality and decontamination run on the configured executor (any number of tasks); the dedup steps always run
 as one task, because "the first copy in input order is kept" needs one ordered pass.
 A disabled step copies its input documents through unchanged and still writes a manifest.
 """
@@ -32,6 +37,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers.base import BaseReader
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.curate.decontaminate import DecontaminateConfig, DecontaminateFilter
 from cpt_core.curate.dedup import (
     INDEX_DIR,
     ExactDedupConfig,
@@ -42,9 +48,18 @@ from cpt_core.curate.dedup import (
 from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
 from cpt_core.curate.quality import QualityConfig, QualityFilter
 from cpt_core.curate.reader import CountingJsonlReader
+from cpt_core.curate.select import (
+    MODEL_FILE,
+    SelectConfig,
+    SelectFilter,
+    cutoff_for_fraction,
+    domain_score,
+    seed_texts,
+    train_domain_model,
+)
 from cpt_core.executor import ExecutorConfig, run_pipeline
 from cpt_core.faults import fault_point
-from cpt_core.io import UNREADABLE_DIR, read_unreadable, unreadable_report
+from cpt_core.io import UNREADABLE_DIR, iter_text_rows, jsonl_files, read_unreadable, unreadable_report
 from cpt_core.layout import CURATE_STEPS as STEPS
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import config_hash, read_manifest, run_stage
@@ -65,8 +80,10 @@ class CurateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     language: LanguageIdConfig = Field(default_factory=LanguageIdConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
 
@@ -113,8 +130,38 @@ def _writer(folder: Path):
     return JsonlWriter(str(folder))
 
 
-def _step_filter(step: str, cfg: CurateConfig, partial: Path, dedup_state: Path, earlier_runs: list[str]):
+def _select_filter(cfg: SelectConfig, input_dir: Path, partial: Path, excluded) -> SelectFilter:
+    """The select step's filter; with domain relevance on, first trains its classifier on this run's input
+    (and, for ``top_fraction``, scores every input document once to find the cut-off score)."""
+    if not cfg.domain.enabled:
+        return SelectFilter(cfg, exclusion_writer=excluded)
+    documents = [
+        (row["text"], row.get("metadata") if isinstance(row.get("metadata"), dict) else {})
+        for file in jsonl_files(input_dir / DOCS)
+        for _, row in iter_text_rows(file, unreadable=[])
+    ]
+    model_path = partial / MODEL_FILE
+    model = train_domain_model(cfg.domain, seed_texts(cfg.domain, documents), model_path)
+    min_score = None
+    if cfg.domain.top_fraction is not None:
+        min_score = cutoff_for_fraction([domain_score(model, t) for t, _ in documents], cfg.domain.top_fraction)
+    return SelectFilter(cfg, model_path, min_score, exclusion_writer=excluded)
+
+
+def _step_filter(
+    step: str,
+    cfg: CurateConfig,
+    input_dir: Path,
+    partial: Path,
+    dedup_state: Path,
+    earlier_runs: list[str],
+    eval_texts: Path | None,
+):
     excluded = _writer(partial / DROPPED)
+    if step == "decontaminate":
+        return DecontaminateFilter(cfg.decontaminate, eval_texts, exclusion_writer=excluded)
+    if step == "select":
+        return _select_filter(cfg.select, input_dir, partial, excluded)
     if step == "language":
         return LanguageIdFilter(cfg.language, exclusion_writer=excluded)
     if step == "quality":
@@ -157,7 +204,7 @@ def summarise(step: str, stats: dict, seconds: float) -> dict:
                 if key.startswith("dropped_"):
                     dropped[key.removeprefix("dropped_")] += int(value)
                     named += int(value)
-                elif key.startswith(("earlier_", "tokenizer_fallback_", "lsh_", "pii_")):
+                elif key.startswith(("earlier_", "tokenizer_fallback_", "lsh_", "pii_", "contamination_", "eval_items_", "select_")):
                     extra[key] = int(value)
             if int(metrics.get("dropped", 0)) > named:  # a filter that gave no reason
                 dropped["unspecified"] += int(metrics["dropped"]) - named
@@ -232,12 +279,14 @@ def run_curate_step(
     run_id: str,
     progress: ProgressFn = no_progress,
     earlier_runs: list[str] | None = None,
+    eval_texts: Path | None = None,
 ) -> dict:
     """Run one curation step as a resumable stage; returns its manifest (``summary`` holds the counts).
 
     ``input_dir`` holds the previous stage's ``documents/``; ``output`` receives ``documents/``,
     ``dropped/``, ``logs/`` (datatrove's) and, for dedup steps, ``index/`` (commit it with
-    ``cpt_core.dedup.commit_dedup_index`` once the run's curation has succeeded).
+    ``cpt_core.dedup.commit_dedup_index`` once the run's curation has succeeded). ``eval_texts`` is the
+    JSONL of evaluation texts the ``decontaminate`` step checks against (``gather_eval_texts``).
     """
     if step not in STEPS:
         raise ValueError(f"unknown curation step {step!r}; steps are {', '.join(STEPS)}")
@@ -260,7 +309,7 @@ def run_curate_step(
         _PROGRESS_CALLBACKS[token] = progress
         pipeline = [
             _reader(input_dir / DOCS, partial / UNREADABLE_DIR),
-            _step_filter(step, cfg, partial, dedup_state, earlier_runs or []),
+            _step_filter(step, cfg, input_dir, partial, dedup_state, earlier_runs or [], eval_texts),
             LanguageTally(progress_token=token, total=total),
             _writer(partial / DOCS),
         ]
@@ -282,4 +331,5 @@ def run_curate_step(
     # run as one task, while the other steps write one file per executor task.
     extra_key = {"earlier_runs": earlier_runs} if dedup else {"executor": config_hash(cfg.executor)}
     code = ("cpt_core.curate", "cpt_core.executor")
-    return run_stage(f"curate/{step}", output, step_cfg, [input_dir], work, extra_key=extra_key, code=code)
+    inputs = [input_dir, Path(eval_texts)] if step == "decontaminate" and eval_texts else [input_dir]
+    return run_stage(f"curate/{step}", output, step_cfg, inputs, work, extra_key=extra_key, code=code)

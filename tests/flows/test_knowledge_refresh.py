@@ -73,6 +73,9 @@ def test_every_stage_wrote_a_manifest_and_a_report(finished_run):
     assert "bits" in report.lower()
     assert (layout.model / "final" / "model.safetensors").exists()
     assert (layout.model / "final" / "tokenizer.json").exists()
+    # decontamination checked the curated documents against the evaluation texts this run scores
+    sources = {json.loads(line)["source"] for line in layout.eval_texts.read_text().splitlines()}
+    assert {"fact_probe", "general_heldout"} <= sources
 
 
 def _dropped(layout: RunLayout) -> dict[str, list[tuple[str, str, dict]]]:
