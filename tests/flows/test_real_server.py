@@ -189,10 +189,10 @@ def server():
         srv.start()
         created = srv.cli("work-pool", "create", POOL, "--type", "process")
         assert created.returncode == 0, created.stdout + created.stderr
+        worker_args = [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--install-policy", "never"]
+        srv.background("worker", worker_args, srv.client_env)  # starts while the deployment is made
         deployed = srv.cli("--no-prompt", "deploy", "--prefect-file", str(_deployment_file(work)), "--all")
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-        worker_args = [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--install-policy", "never"]
-        srv.background("worker", worker_args, srv.client_env)
         yield srv
     finally:
         if srv is not None:
