@@ -8,6 +8,7 @@
     cptflow plan configs/korean_7b.yaml                # tokens, steps, per-GPU memory and time of its training
     cptflow registry ls --root R                       # the model registry: runs, champion, lineage
     cptflow registry reset-champion --root R --to RUN  # repair the champion pointer (or --base)
+    cptflow notify snapshot /exports/wiki-2025-01-06   # tell the Prefect server a new snapshot is ready
 
 A run or a stage holds its root (``cpt_core.lock.RootLock``): a second one on the same root fails at once.
 """
@@ -37,6 +38,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continued pre-training, end to end.")
 registry_app = typer.Typer(no_args_is_help=True, help="The model registry: runs, champion pointer, lineage.")
 app.add_typer(registry_app, name="registry")
+notify_app = typer.Typer(no_args_is_help=True, help="Events for the Prefect server's automations.")
+app.add_typer(notify_app, name="notify")
 
 
 class Stage(str, Enum):
@@ -377,6 +380,35 @@ def registry_reset_champion(
         typer.echo(f"champion: {champion['run_id']} ({champion['model_dir']})")
     else:
         typer.echo("champion: none; the next run starts from the configured base model")
+
+
+@notify_app.command("snapshot")
+def notify_snapshot(
+    path: str = typer.Argument(..., help="the snapshot: a folder or fsspec URL of documents"),
+    source: str = typer.Option("snapshot", help="the source's name, as the run's reports show it"),
+) -> None:
+    """Emit `cptflow.snapshot.ready` to the Prefect server (PREFECT_API_URL): the data-refresh/daily
+    deployment's trigger starts a data-refresh run that ingests PATH."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.events import emit_snapshot_ready
+
+    if "://" not in path:
+        if not Path(path).exists():
+            typer.echo(f"snapshot {path} does not exist", err=True)
+            raise typer.Exit(2)
+        path = str(Path(path).resolve())
+    if not PREFECT_API_URL.value():
+        typer.echo("PREFECT_API_URL is not set: events need a Prefect server (see README, Operations)", err=True)
+        raise typer.Exit(2)
+    from prefect.events.worker import EventsWorker
+
+    event = emit_snapshot_ready(path, source)
+    EventsWorker.drain_all(timeout=30)  # sent before the command returns, not at interpreter exit
+    if event is None:
+        typer.echo("events are disabled in this Prefect profile: nothing was sent", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"emitted {event.event} for {path} (event {event.id})")
 
 
 def main() -> None:  # pragma: no cover - console entry

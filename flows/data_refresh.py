@@ -15,18 +15,25 @@ from cpt_core.lock import RootLock
 from flows.curate import curate_flow
 from flows.ingest import demo_sources, ingest_flow
 from flows.run_names import flow_run_name
-from flows.run_steps import flow_result, run_config, stage_manifests
+from flows.run_steps import flow_result, run_config, stage_manifests, with_snapshot
 from tasks.reporting import write_run_report
 from tasks.stages import data_only_task, nothing_new_task
 
 
 @flow(name="data-refresh", flow_run_name=flow_run_name("data-refresh"), log_prints=True)
-def data_refresh(config: RunConfig, overrides: list[str] | None = None) -> dict:
+def data_refresh(
+    config: RunConfig,
+    overrides: list[str] | None = None,
+    snapshot: str | None = None,
+    snapshot_source: str = "snapshot",
+) -> dict:
     """Crawl and extract what is new or changed, curate it, and end the run with its report.
 
     ``overrides`` are dotted ``field=value`` strings applied on top of ``config``, as for knowledge-refresh.
+    ``snapshot`` (a folder or fsspec URL of documents, as ``cptflow notify snapshot`` announces it) is ingested
+    as one more documents source, named ``snapshot_source``.
     """
-    config = run_config(config, overrides)
+    config = with_snapshot(run_config(config, overrides), snapshot, snapshot_source)
     with RootLock(config.root, config.run_id):
         layout = RunLayout.create(config.root, config.run_id)
         with demo_sources(config, layout) as served:

@@ -35,6 +35,15 @@ def run_config(config: RunConfig, overrides: list[str] | None) -> RunConfig:
     return with_overrides(config, overrides).with_run_id()
 
 
+def with_snapshot(config: RunConfig, snapshot: str | None, source: str) -> RunConfig:
+    """``config`` with the documents snapshot ``snapshot`` as one more source (unchanged when None or empty)."""
+    if not snapshot or snapshot == "None":  # an event without a path renders its template as "None"
+        return config
+    data = config.model_dump(mode="json")
+    data["ingest"]["sources"].append({"kind": "documents", "name": source or "snapshot", "path": snapshot})
+    return validate_config(data, f"snapshot {snapshot}")
+
+
 @task(name="run-report")
 def run_report_task(layout: RunLayout, stages: dict, start: dict, notes: list[str] | None = None) -> str:
     notes = list(notes or [])

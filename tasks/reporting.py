@@ -20,7 +20,13 @@ from collections import Counter
 from pathlib import Path
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_image_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.exceptions import MissingContextError
 
 from cpt_core.report.markdown import stage_markdown, write_report
@@ -136,18 +142,22 @@ def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) ->
     import json
 
     from cpt_core.report.markdown import run_markdown
-    from cpt_core.report.plots import eval_delta_png, loss_curve_png
+    from cpt_core.report.plots import docs_per_stage_png, eval_delta_png, loss_curve_png
 
     results_path = layout.eval / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     decision_path = layout.run / "promote" / "decision.json"
     decision = json.loads(decision_path.read_text()) if decision_path.exists() else {}
     images = []
+    funnel = docs_per_stage_png(stages, layout.report / "docs_per_stage.png")
+    if funnel is not None:
+        images.append(("Documents per stage", funnel))
     metrics = layout.model / "metrics.jsonl"
     if metrics.exists():
         images.append(("Training loss", loss_curve_png(metrics, layout.report / "loss_curve.png")))
     if results:
         images.append(("Base vs trained", eval_delta_png(results, layout.report / "eval_delta.png")))
+    publish_tables_and_images(layout.run_id, stages, images)
     failures = artifact_failures(layout.run_id)
     markdown = run_markdown(layout.run_id, stages, results, decision, base_model, notes, artifact_failures=failures)
     path = write_report(layout.report, "run_report.md", markdown)
@@ -160,6 +170,23 @@ def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) ->
     except Exception as err:
         artifact_failed(layout.run_id, "run report", err)
     return path
+
+
+def publish_tables_and_images(run_id: str, stages: dict, images: list[tuple[str, Path]]) -> None:
+    """The stage table as a table artifact and each plot as an image artifact (a data URL: the UI has no
+    file server), next to the markdown report."""
+    from cpt_core.report.markdown import stage_records
+
+    try:
+        create_table_artifact(stage_records(stages), key=artifact_key(run_id, "stages"), description="stages")
+    except Exception as err:
+        artifact_failed(run_id, "stage table", err)
+    for title, png in images:
+        url = "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode()
+        try:
+            create_image_artifact(url, key=artifact_key(run_id, title), description=title)
+        except Exception as err:
+            artifact_failed(run_id, f"{title} image", err)
 
 
 def ui_report(run_id, stages, results, decision, base_model, notes, images, failures) -> str:

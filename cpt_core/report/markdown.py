@@ -98,6 +98,14 @@ def stage_markdown(title: str, manifest: dict) -> str:
 # --------------------------------------------------------------------------------------------- run report
 
 
+STAGE_COLUMNS = ["stage", "in", "out", "time", "status", "summary"]
+
+
+def stage_records(stages: dict[str, dict]) -> list[dict[str, str]]:
+    """The run report's stage table as records (one dict per stage), e.g. for a Prefect table artifact."""
+    return [dict(zip(STAGE_COLUMNS, _stage_row(name, m), strict=True)) for name, m in stages.items()]
+
+
 def _stage_row(name: str, manifest: dict) -> list[str]:
     summary = manifest.get("summary") or {}
     if "docs_in" in summary or "docs_out" in summary:
@@ -257,7 +265,7 @@ def run_markdown(
     parts += ["## Stages", ""]
     parts.append(
         table(
-            ["stage", "in", "out", "time", "status", "summary"],
+            STAGE_COLUMNS,
             [_stage_row(name, m) for name, m in stages.items()],
         )
     )

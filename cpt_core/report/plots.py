@@ -5,6 +5,7 @@ worker threads. Each PNG is written under a temporary name and renamed, so a rea
 
 * ``loss_curve_png``: training loss against step, the learning rate on a twin axis.
 * ``eval_delta_png``: base vs trained bars for domain bpb, general bpb and (when it ran) fact-probe accuracy.
+* ``docs_per_stage_png``: documents kept after each document stage (crawl, extract, curate steps): the funnel.
 """
 
 from __future__ import annotations
@@ -136,3 +137,23 @@ def eval_delta_png(results: dict, out_png: Path) -> Path:
         ax.set_title(title, fontsize=9)
     return _save(fig, out_png)
 
+
+
+def docs_per_stage_png(stages: dict[str, dict], out_png: Path) -> Path | None:
+    """Horizontal bars of the documents each stage kept (``summary.docs_out``), in pipeline order; None when
+    no stage counts documents."""
+    rows = [(name, (m.get("summary") or {}).get("docs_out")) for name, m in stages.items()]
+    rows = [(name, n) for name, n in rows if isinstance(n, int)]
+    if not rows:
+        return None
+    fig = _figure(6.0, 0.5 * len(rows) + 1.2)
+    ax = fig.add_subplot(1, 1, 1)
+    names = [name for name, _ in rows][::-1]
+    counts = [n for _, n in rows][::-1]
+    bars = ax.barh(names, counts, color="tab:blue")
+    for bar, n in zip(bars, counts, strict=True):
+        ax.annotate(fmt(n), (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
+    ax.set_xlim(0, max(counts + [1]) * 1.15)
+    ax.set_xlabel("documents kept")
+    ax.set_title("Documents per stage")
+    return _save(fig, out_png)

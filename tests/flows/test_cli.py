@@ -212,3 +212,28 @@ def test_stage_extract_reads_a_crawl_folder_and_the_configs_documents_and_warc_s
     }
     missing = runner.invoke(app, ["stage", "extract", "--config", str(plain), "--output", str(tmp_path / "d")])
     assert missing.exit_code == 2 and "needs --input" in missing.output
+
+
+def test_notify_snapshot_needs_an_existing_path_and_a_server(tmp_path, monkeypatch):
+    missing = CliRunner().invoke(app, ["notify", "snapshot", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        offline = CliRunner().invoke(app, ["notify", "snapshot", str(tmp_path)])
+    assert offline.exit_code == 2 and "PREFECT_API_URL" in offline.output
+
+
+def test_a_snapshot_becomes_one_more_documents_source(tmp_path):
+    from cpt_core.ingest.sources import DocumentsSource
+    from flows.run_steps import with_snapshot
+    from tests.flows.conftest import small_config
+
+    config = small_config(tmp_path / "root", tmp_path / "model")
+    assert with_snapshot(config, None, "wiki") is config
+    assert with_snapshot(config, "None", "wiki") is config  # the event carried no path
+    added = with_snapshot(config, str(tmp_path / "export"), "wiki").ingest.sources
+    assert len(added) == len(config.ingest.sources) + 1
+    assert isinstance(added[-1], DocumentsSource) and added[-1].name == "wiki"
+    assert added[-1].path == str(tmp_path / "export")

@@ -83,3 +83,19 @@ def test_a_bad_parameter_is_rejected_naming_the_field():
     bad["config"]["curate"]["language"]["min_score"] = "high"
     with pytest.raises(ParameterTypeError, match=r"min_score"):
         flow.validate_parameters(bad)
+
+
+def test_data_refresh_runs_on_the_snapshot_event():
+    from prefect.events import DeploymentEventTrigger
+    from prefect.events.schemas.events import Resource
+
+    from flows.events import SNAPSHOT_READY, snapshot_resource_id
+
+    dep = next(d for d in _deployments() if d["name"] == "daily")
+    (trigger,) = dep["triggers"]
+    parsed = DeploymentEventTrigger.model_validate(trigger)
+    assert parsed.expect == {SNAPSHOT_READY} and parsed.enabled
+    assert parsed.match.matches(Resource({"prefect.resource.id": snapshot_resource_id("/exports/wiki")}))
+    assert not parsed.match.matches(Resource({"prefect.resource.id": "prefect.flow-run.1"}))
+    schema = _flow(dep["entrypoint"]).parameters.model_dump()["properties"]
+    assert set(trigger["parameters"]) <= set(schema)  # every templated parameter is one the flow takes
