@@ -42,7 +42,7 @@ from cpt_core.curate.dedup import (
 from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
 from cpt_core.curate.quality import QualityConfig, QualityFilter
 from cpt_core.curate.reader import CountingJsonlReader
-from cpt_core.executor import ExecutorConfig, run_pipeline
+from cpt_core.executor import ExecutorConfig, LocalExecutorConfig, run_pipeline
 from cpt_core.faults import fault_point
 from cpt_core.io import UNREADABLE_DIR, read_unreadable, unreadable_report
 from cpt_core.layout import CURATE_STEPS as STEPS
@@ -67,7 +67,7 @@ class CurateConfig(BaseModel):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
 
 class LanguageTally(PipelineStep):
