@@ -31,8 +31,10 @@ from cpt_core.executor import (
     SlurmExecutorConfig,
     run_pipeline,
 )
+from cpt_core.ingest.extract import ExtractConfig, run_extract
 from cpt_core.stage import config_hash
 from tests.curate.test_pipeline import DOCS
+from tests.ingest.test_extract import PAGES, _record
 
 pytestmark = pytest.mark.executors
 
@@ -108,10 +110,11 @@ def _start_slurm(folder: Path) -> list[subprocess.Popen]:
     for sub in ("state", "spool"):
         (folder / sub).mkdir()
     conf = folder / "slurm.conf"
-    mem_mb = 8 * 1024  # >= datatrove's mem_per_cpu_gb x tasks the tests submit
+    # Slurm refuses a node that has less memory or fewer CPUs than configured; the tests ask 2 x 1 GB.
+    mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**2 * 0.9)
     conf.write_text(SLURM_CONF.format(
         host=host, ctld_port=_free_port(), d_port=_free_port(), socket=sock, dir=folder,
-        cpus=max(2, os.cpu_count() or 2), mem_mb=mem_mb, partition=PARTITION,
+        cpus=os.cpu_count() or 1, mem_mb=mem_mb, partition=PARTITION,
     ))
     os.environ["SLURM_CONF"] = str(conf)
     for cmd in ([_which("slurmctld"), "-D", "-i", "-f", str(conf)], [_which("slurmd"), "-D", "-f", str(conf)]):
@@ -200,8 +203,8 @@ def _write_input(folder: Path) -> Path:
 def _contents(folder: Path) -> dict[str, list[dict]]:
     """Every JSONL file under ``folder`` (documents/, dropped/) by relative path, decoded line by line."""
     out = {}
-    for path in sorted(folder.rglob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
+    for path in sorted(folder.rglob("*.jsonl*")):
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
             out[str(path.relative_to(folder))] = [json.loads(line) for line in fh]
     return out
 
@@ -284,6 +287,25 @@ def test_same_kept_documents_on_local_slurm_and_ray(tmp_path, slurm_cluster, ray
     # The executor is not part of the stage key: a finished stage is reused whichever runs it next.
     again = _curate(tmp_path / "local", source, executors["slurm"])
     assert all(m["skipped"] for m in again.values())
+
+
+@pytest.mark.timeout(120)
+def test_extract_on_ray_gives_the_local_documents(tmp_path, ray_cluster):
+    from warcio.warcwriter import WARCWriter
+
+    crawl = tmp_path / "crawl"
+    (crawl / "warc").mkdir(parents=True)
+    with open(crawl / "warc" / "crawl-00000.warc.gz", "wb") as fh:
+        writer = WARCWriter(fh, gzip=True)
+        for url, (body, ctype, ptype) in PAGES.items():
+            _record(writer, url, body, ctype, ptype)
+    local = run_extract(ExtractConfig(min_chars=30), crawl, tmp_path / "local")["summary"]
+    ray = run_extract(ExtractConfig(min_chars=30, executor={"kind": "ray"}), crawl, tmp_path / "ray")["summary"]
+    assert local["docs_out"] > 0
+    assert (ray["docs_in"], ray["docs_out"], ray["dropped"]) == (local["docs_in"], local["docs_out"], local["dropped"])
+    expected = _contents(tmp_path / "local")
+    assert any(name.startswith("documents/") for name in expected)
+    assert _contents(tmp_path / "ray") == expected
 
 
 @pytest.mark.timeout(120)
