@@ -181,7 +181,11 @@ def _run_slurm(pipeline: list, logging_dir: Path, cfg: SlurmExecutorConfig) -> N
         raise ExecutorError(f"slurm executor: cannot submit, {exc.filename or 'sbatch'} not found") from exc
     except subprocess.CalledProcessError as exc:
         raise ExecutorError(f"slurm executor: sbatch failed (exit {exc.returncode}): {exc.output!r}") from exc
-    wait_for_slurm_job(str(executor.job_id), cfg.poll_s, cfg.timeout_s, logging_dir)
+    try:
+        wait_for_slurm_job(str(executor.job_id), cfg.poll_s, cfg.timeout_s, logging_dir)
+    finally:
+        # The pickled pipeline holds resolved source credentials, if any: keep it only while jobs need it.
+        (logging_dir / "executor.pik").unlink(missing_ok=True)
 
 
 def wait_for_slurm_job(job_id: str, poll_s: float, timeout_s: float | None, logging_dir: Path) -> None:

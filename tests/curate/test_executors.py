@@ -317,6 +317,7 @@ def test_failed_slurm_task_is_an_error_naming_it(tmp_path, slurm_cluster):
     assert str(tmp_path / "logs" / "logs" / "task_00001.log") in message
     assert "fails on purpose" in message
     assert (tmp_path / "logs" / "completions" / "00000").is_file()
+    assert not (tmp_path / "logs" / "executor.pik").exists()  # may hold credentials: gone once the job ended
 
 
 @pytest.mark.timeout(120)
