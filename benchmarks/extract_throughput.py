@@ -79,12 +79,12 @@ def direct(pages: dict[str, bytes]) -> tuple[float, int]:
 
 
 def ours(pages: dict[str, bytes], work: Path) -> tuple[float, int]:
-    from cpt_core.executor import ExecutorConfig
+    from cpt_core.executor import LocalExecutorConfig
     from cpt_core.ingest.extract import ExtractConfig, run_extract
 
     (work / "crawl" / "warc").mkdir(parents=True)
     write_warc(pages, work / "crawl" / "warc" / "pages.warc.gz")
-    cfg = ExtractConfig(min_chars=1, timeout_s=120, executor=ExecutorConfig(tasks=1, workers=1))
+    cfg = ExtractConfig(min_chars=1, timeout_s=120, executor=LocalExecutorConfig(tasks=1, workers=1))
     started = time.perf_counter()
     manifest = run_extract(cfg, work / "crawl", work / "extract")
     return time.perf_counter() - started, manifest["summary"]["docs_out"]

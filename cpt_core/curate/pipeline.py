@@ -57,7 +57,7 @@ from cpt_core.curate.select import (
     seed_texts,
     train_domain_model,
 )
-from cpt_core.executor import ExecutorConfig, run_pipeline
+from cpt_core.executor import ExecutorConfig, LocalExecutorConfig, run_pipeline
 from cpt_core.faults import fault_point
 from cpt_core.io import UNREADABLE_DIR, iter_text_rows, jsonl_files, read_unreadable, unreadable_report
 from cpt_core.layout import CURATE_STEPS as STEPS
@@ -84,7 +84,7 @@ class CurateConfig(BaseModel):
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
 
 class LanguageTally(PipelineStep):

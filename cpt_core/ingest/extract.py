@@ -39,7 +39,7 @@ from datatrove.pipeline.writers.jsonl import JsonlWriter
 from datatrove.utils.typeshelper import StatHints
 from pydantic import BaseModel, ConfigDict, Field
 
-from cpt_core.executor import ExecutorConfig, run_pipeline
+from cpt_core.executor import ExecutorConfig, LocalExecutorConfig, run_pipeline
 from cpt_core.faults import fault_point
 from cpt_core.ingest.charset import decode_html, header_charset, meta_charset
 from cpt_core.ingest.documents import doc_id
@@ -69,7 +69,7 @@ class ExtractConfig(BaseModel):
     # A guard against pathological pages whose effect depends on machine load, not a recipe choice.
     timeout_s: float = not_in_key(5.0, gt=0, description="per-document extraction timeout")
     min_chars: int = Field(50, ge=0, description="pages with less extracted text are dropped as 'empty'")
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
 
 # --------------------------------------------------------------------------------------------- steps
