@@ -131,7 +131,8 @@ def seed_texts(cfg: DomainConfig, documents: list[tuple[str, dict]]) -> list[str
 
 
 def train_domain_model(cfg: DomainConfig, seeds: list[str], model_path: Path):
-    """Train, save and return the classifier; deterministic for the same inputs (one thread, fixed seed)."""
+    """Train, save and return the classifier (one thread, fixed seed; its scores may still differ in the last
+    digits between processes, so selection by top fraction is the steadier choice on small seed sets)."""
     import fasttext
 
     if not seeds:
@@ -148,10 +149,22 @@ def train_domain_model(cfg: DomainConfig, seeds: list[str], model_path: Path):
     train_file = model_path.with_suffix(".train.txt")
     train_file.write_text("\n".join(rows) + "\n", encoding="utf-8")
     try:
-        model = fasttext.train_supervised(
-            input=str(train_file), epoch=cfg.epoch, lr=cfg.lr, dim=cfg.dim, wordNgrams=cfg.word_ngrams,
-            minn=cfg.char_ngrams[0], maxn=cfg.char_ngrams[1], bucket=cfg.bucket, minCount=1, seed=cfg.seed, thread=1, verbose=0,
-        )  # fmt: skip
+        lr = cfg.lr
+        for _ in range(4):
+            try:
+                model = fasttext.train_supervised(
+                    input=str(train_file), epoch=cfg.epoch, lr=lr, dim=cfg.dim, wordNgrams=cfg.word_ngrams,
+                    minn=cfg.char_ngrams[0], maxn=cfg.char_ngrams[1], bucket=cfg.bucket, minCount=1, seed=cfg.seed,
+                    thread=1, verbose=0,
+                )  # fmt: skip
+                break
+            except RuntimeError as err:  # fastText diverges on a small seed set at a high LR: halve it
+                if "NaN" not in str(err):
+                    raise
+                logger.warning("select: domain classifier diverged at lr %g; retrying at %g", lr, lr / 2)
+                lr /= 2
+        else:
+            raise RuntimeError(f"curate.select.domain: fastText training diverged even at lr {lr * 2:g}")
     finally:
         train_file.unlink(missing_ok=True)
     model.save_model(str(model_path))
