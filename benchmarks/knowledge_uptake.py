@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/knowledge_uptake.py                  # every arm, the demo recipe's settings
     .venv/bin/python benchmarks/knowledge_uptake.py --quick          # fewer steps per arm, a smaller generator run
     .venv/bin/python benchmarks/knowledge_uptake.py --arms articles,entity --run-id uptake-1   # a subset / resume
+    .venv/bin/python benchmarks/knowledge_uptake.py --arms entity --run-id uptake-1 --variant q3 \
+        --set synthesize.questions_per_relation=3          # a recipe variant, in its own arm folders
 
 The demo (configs/demo.yaml) runs with its knowledge graph hidden from the pipeline (demo source
 ``knowledge_graph: false``): the pipeline sees only the crawled pages. The crawl, extraction and curation run
@@ -212,7 +214,7 @@ def _pct(new: float, old: float) -> str:
     return f"{100 * (new - old) / old:+.1f} %"
 
 
-def print_table(base: dict, rows: dict, results: dict) -> None:
+def print_table(base: dict, rows: dict, results: dict, variant: str | None = None) -> None:
     print(
         "\n| arm | graph probe | auto probe | domain bits/byte | general bits/byte | tokens trained | steps "
         "| synthetic docs |\n|---|---|---|---|---|---|---|---|"
@@ -225,7 +227,7 @@ def print_table(base: dict, rows: dict, results: dict) -> None:
         s, t = rows[name]["synthesize"], rows[name]["train"]
         forms = ", ".join(f"{k} {v}" for k, v in sorted(s.get("docs_by_form", {}).items())) or "-"
         print(
-            f"| {LABELS[name]} | {r['probe_acc']:.1%} ({100 * (r['probe_acc'] - base['probe_acc']):+.1f} pts) "
+            f"| {LABELS[name]}{f' [{variant}]' if variant else ''} | {r['probe_acc']:.1%} ({100 * (r['probe_acc'] - base['probe_acc']):+.1f} pts) "
             f"| {r['auto_probe_acc']:.1%} ({100 * (r['auto_probe_acc'] - base['auto_probe_acc']):+.1f} pts) "
             f"| {r['domain_bpb']:.4f} ({_pct(r['domain_bpb'], base['domain_bpb'])}) "
             f"| {r['general_bpb']:.4f} ({_pct(r['general_bpb'], base['general_bpb'])}) "
@@ -274,7 +276,7 @@ def main() -> None:
         print(f"arm {name}: {json.dumps(results[name])} (train {rows[name]['train_s']} s)", flush=True)
     base = evaluate(config, model_dir, heldout, graph, probe, layout.run / "arms" / "base-eval", "base")
     wall = time.monotonic() - started
-    print_table(base, rows, results)
+    print_table(base, rows, results, args.variant)
     print(f"wall time: {wall:.0f} s; training steps per arm: {config.train.max_steps or 'recipe (epochs)'}")
     auto = {k: v for k, v in results.items() if not ARMS[k][1] and k != "articles"}
     best = max(auto, key=lambda k: (auto[k]["probe_acc"], -auto[k]["general_bpb"])) if auto else None
