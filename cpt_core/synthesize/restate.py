@@ -80,11 +80,24 @@ def question_for(relation: Relation, answer: Mention) -> str:
 
 def qa_document(relation: Relation, seed: int) -> str:
     """One question and its answer about the relation; which mention is asked about depends on the seed."""
-    candidates = [m for m in relation.mentions if m is not relation.entities[0]] or relation.mentions
-    answer = candidates[_score(seed, "qa", relation.sentence) % len(candidates)]
+    return qa_documents(relation, 1, seed)[0]
+
+
+def qa_documents(relation: Relation, n: int, seed: int) -> list[str]:
+    """Up to ``n`` question/answer documents about the relation, each asking about a different mention.
+
+    The first asks about a mention other than the sentence's first entity (picked by the seed); the next ones
+    ask about the remaining mentions, the first entity included, so a fact is asked from each of its ends
+    (who acquired X, and whom did Y acquire), each in the next template."""
+    others = [m for m in relation.mentions if m is not relation.entities[0]] or relation.mentions
+    first = others[_score(seed, "qa", relation.sentence) % len(others)]
+    answers = [first] + [m for m in others if m is not first] + [m for m in relation.mentions if m not in others]
     templates = QA_TEMPLATES[relation.language]
-    template = templates[_score(seed, "qa-template", relation.sentence) % len(templates)]
-    return template.format(question=question_for(relation, answer), answer=answer.text)
+    start = _score(seed, "qa-template", relation.sentence) % len(templates)
+    return [
+        templates[(start + i) % len(templates)].format(question=question_for(relation, answer), answer=answer.text)
+        for i, answer in enumerate(answers[:n])
+    ]
 
 
 def summaries(relations: list[Relation], seed: int, max_facts: int = 8) -> list[tuple[str, list[Relation]]]:
@@ -106,11 +119,14 @@ def summaries(relations: list[Relation], seed: int, max_facts: int = 8) -> list[
     return out
 
 
-def restate(relations: list[Relation], forms: list[str], per_relation: int, seed: int) -> list[dict]:
+def restate(
+    relations: list[Relation], forms: list[str], per_relation: int, seed: int, questions: int = 1
+) -> list[dict]:
     """Synthetic documents ``{text, form, language, source_docs, rank}`` in a seeded, budget-friendly order.
 
-    ``rank`` orders them for a budget: every relation's first form comes before any relation's second, so a
-    small budget still covers many facts rather than many wordings of a few.
+    ``questions`` is the number of question/answer documents per relation (``qa_documents``); they come
+    before the statements. ``rank`` orders them for a budget: every relation's first form comes before any
+    relation's second, so a small budget still covers many facts rather than many wordings of a few.
     """
     docs = []
     for relation in relations:
@@ -118,7 +134,7 @@ def restate(relations: list[Relation], forms: list[str], per_relation: int, seed
         if "statement" in forms:
             forms_of += [("statement", text) for text in statements(relation, per_relation, seed)]
         if "qa" in forms:
-            forms_of.insert(0, ("qa", qa_document(relation, seed)))  # the most useful form first
+            forms_of[:0] = [("qa", text) for text in qa_documents(relation, questions, seed)]  # most useful first
         for rank, (form, text) in enumerate(forms_of):
             docs.append({"text": text, "form": form, "language": relation.language,
                          "source_docs": [relation.doc_id], "rank": rank})

@@ -71,6 +71,9 @@ class SynthesizeConfig(BaseModel):
     )
     forms: list[Form] = Field(default_factory=lambda: list(FORMS), description="restatement forms to write")
     statements_per_relation: int = Field(3, ge=1, le=5)
+    questions_per_relation: int = Field(
+        1, ge=1, le=4, description="question/answer documents per relation, each asking about another mention"
+    )
     budget_multiple: float = Field(2.0, ge=0, description="synthetic tokens at most this multiple of real ones")
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="for the model strategy")
@@ -179,7 +182,7 @@ def _synthesize(
                                                  progress)  # fmt: skip
             docs_out += made
         if "entity" in strategies:
-            docs_out += restate(restated, cfg.forms, cfg.statements_per_relation, cfg.seed)
+            docs_out += restate(restated, cfg.forms, cfg.statements_per_relation, cfg.seed, cfg.questions_per_relation)
         budget = round(cfg.budget_multiple * sum(len(d["text"]) for d in train_docs))
         docs_out = _within_budget(docs_out, budget)
         lines = [line for d in train_docs + docs_out for line in d["text"].splitlines() if line.strip()]

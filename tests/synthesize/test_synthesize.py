@@ -94,6 +94,16 @@ def test_restatements_keep_the_fact_and_ask_one_question_per_document():
     assert restate([rel], ["statement", "qa"], 3, seed=0) == docs  # deterministic
 
 
+def test_more_questions_per_relation_ask_about_each_end_of_the_fact():
+    rel = extract_relations("d", "Ludolix Works acquired Ixlirune Analytics on 6 March 2026.", "en")[0]
+    docs = restate([rel], ["qa"], per_relation=1, seed=0, questions=3)
+    answers = [d["text"].split("?", 1)[1] for d in docs]
+    assert len(docs) == 3 and all(d["form"] == "qa" and d["text"].count("?") == 1 for d in docs)
+    assert len({d["text"].split("?")[0] for d in docs}) == 3  # three different questions
+    assert any("Ludolix Works" in a for a in answers)  # the first entity is asked about too
+    assert restate([rel], ["qa"], 1, seed=0) == docs[:1]  # one question: the same as before
+
+
 # ------------------------------------------------------------------------------------------------ the stage
 
 
