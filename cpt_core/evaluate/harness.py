@@ -9,6 +9,7 @@ names (their data comes from the Hugging Face hub) or YAML paths (which may read
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -149,29 +150,105 @@ def _is_yaml_path(task: str) -> bool:
     return task.endswith((".yaml", ".yml")) or Path(task).is_file()
 
 
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
+SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
+
+
+@functools.cache
+def _registered_tasks():
+    """lm-eval's index of its bundled tasks (read once per process)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=True)
+
+
+def _task_config(manager, name: str) -> dict:
+    """A registered task's YAML config (includes merged, functions left unresolved)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    entry = manager.task_index.get(name)
+    if entry is None or entry.yaml_path is None or getattr(entry.kind, "name", "") != "TASK":
+        raise ValueError(f"lm-eval name {name!r} is not a single task with a YAML config (a group or tag?)")
+    return load_yaml(entry.yaml_path, resolve_func=False)
+
+
+def local_task_spec(manager, name: str, files: dict[str, str]) -> dict:
+    """Registered task ``name`` reading its splits from local files (``{split: path}``) instead of the hub.
+
+    Everything else (prompts, choices, metrics, document processing) stays the registered task's.
+    """
+    paths = {split: str(Path(p).expanduser().resolve()) for split, p in files.items()}
+    if missing := [p for p in paths.values() if not Path(p).is_file()]:
+        raise FileNotFoundError(f"evaluate.lm_eval_data.{name}: file(s) {missing} do not exist")
+    formats = {LOCAL_FORMATS.get(Path(p).suffix.lower()) for p in paths.values()}
+    if None in formats or len(formats) != 1:
+        raise ValueError(
+            f"evaluate.lm_eval_data.{name}: files must share one format among {sorted(LOCAL_FORMATS)}: {paths}"
+        )
+    cfg = _task_config(manager, name)
+    wanted = [cfg.get(k) for k in ("validation_split", "test_split") if cfg.get(k)]
+    if not any(split in paths for split in wanted):
+        raise ValueError(f"evaluate.lm_eval_data.{name}: give a file for one of its evaluation splits {wanted}")
+    override = {"task": name, "dataset_path": formats.pop(), "dataset_name": None, "dataset_kwargs": {"data_files": paths}}
+    override.update({k: (cfg.get(k) if cfg.get(k) in paths else None) for k in SPLIT_KEYS})
+    # A task reference with overrides inside an inline group is lm-eval's own way to re-point a registered task.
+    return {"group": f"cptflow_local_{name}", "task": [override]}
+
+
+def check_cached(manager, name: str) -> None:
+    """Raise, naming the data set, when registered task ``name`` has no local copy to run offline from."""
+    import datasets
+
+    cfg = _task_config(manager, name)
+    path, subset = cfg.get("dataset_path"), cfg.get("dataset_name")
+    try:
+        datasets.load_dataset_builder(path, subset, **(cfg.get("dataset_kwargs") or {}))
+    except Exception as err:  # datasets raises many kinds (ConnectionError, FileNotFoundError, ValueError)
+        raise FileNotFoundError(
+            f"lm-eval task {name!r} needs the data set {path!r}" + (f" (subset {subset!r})" if subset else "")
+            + " and it is neither in the HF datasets cache nor reachable offline: fill the cache (e.g. "
+            "`datasets.load_dataset(...)` on a connected machine, copying ~/.cache/huggingface) or point the task "
+            f"at local files with evaluate.lm_eval_data: {{{name}: {{validation: PATH.jsonl}}}} ({err})"
+        ) from None
+
+
 def run_lm_eval_tasks(
-    model, tokenizer, tasks: list[str], limit: int | None, batch_size: int = 8
+    model, tokenizer, tasks: list[str], limit: int | None, batch_size: int = 8, data: dict | None = None
 ) -> dict[str, dict[str, float]]:
     """Run lm-eval tasks (registered names or YAML paths) on the in-memory model: ``{task: {metric: value}}``.
 
-    Registered tasks fetch their data sets from the Hugging Face hub: without internet (or a filled HF
-    datasets cache) they fail, and the error says so. A YAML path may point at local data and runs offline.
+    A registered task (hellaswag, kobest_boolq, kmmlu_..., haerae_...) runs offline from the HF datasets cache,
+    or from local files given in ``data`` (``{task: {split: path}}``); when neither has it, the error names the
+    data set. A YAML path may point at local data and runs offline.
     """
     if not tasks:
         return {}
     import lm_eval
     from lm_eval.tasks import TaskManager
 
+    data = data or {}
     for task in tasks:
         if _is_yaml_path(task) and not Path(task).is_file():
             raise FileNotFoundError(f"lm-eval task file {task} does not exist")
     named = [t for t in tasks if not _is_yaml_path(t)]
-    specs = [str(Path(t).resolve()) if _is_yaml_path(t) else t for t in tasks]
-    # The bundled task index is only needed to resolve names; building it costs several seconds.
-    manager = TaskManager(include_defaults=bool(named))
+    # The bundled task index is only needed to resolve names; building it costs several seconds, once.
+    manager = _registered_tasks() if named else TaskManager(include_defaults=False)
     unknown = [t for t in named if t not in manager.all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval task name(s) {unknown}: not among lm-eval's registered tasks")
+    specs: list = []
+    for t in tasks:
+        if _is_yaml_path(t):
+            specs.append(str(Path(t).resolve()))
+        elif t in data:
+            specs.append(local_task_spec(manager, t, data[t]))
+        else:
+            if t in manager.task_index and getattr(manager.task_index[t], "yaml_path", None):
+                try:
+                    check_cached(manager, t)
+                except ValueError:
+                    pass  # a group or tag: its members' data is checked by lm-eval itself
+            specs.append(t)
     try:
         results = lm_eval.simple_evaluate(
             model=_hflm(model, tokenizer, batch_size),
@@ -188,5 +265,9 @@ def run_lm_eval_tasks(
             "HF_HUB_OFFLINE are set for offline runs) or a pre-filled HF datasets cache; for offline runs use "
             "a task YAML that reads local files."
         ) from err
-    return {name: _clean_metrics(values) for name, values in results["results"].items()}
+    return {
+        name: _clean_metrics(values)
+        for name, values in results["results"].items()
+        if not name.startswith("cptflow_local_")  # the inline group around a re-pointed task holds no metrics
+    }
 

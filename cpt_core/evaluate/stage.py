@@ -51,6 +51,10 @@ class EvalConfig(BaseModel):
     lm_eval_tasks: list[str] = Field(
         default_factory=list, description="extra lm-eval task names or YAML paths"
     )
+    lm_eval_data: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="local data for registered lm-eval tasks, {task: {split: file}} (.jsonl/.json/.parquet/.csv/.arrow)",
+    )
     lm_eval_limit: int | None = Field(
         None, ge=1, description="examples per extra lm-eval task (not the probe)"
     )
@@ -174,7 +178,7 @@ def evaluate_model(
             model, tokenizer, read_probe(path), Path(workdir) / "earlier_probes" / run_id, None, cfg.batch_size
         )
         earlier[run_id] = {"acc": scored["acc"], "n": scored["n"]}
-    tasks = run_lm_eval_tasks(model, tokenizer, cfg.lm_eval_tasks, cfg.lm_eval_limit, cfg.batch_size)
+    tasks = run_lm_eval_tasks(model, tokenizer, cfg.lm_eval_tasks, cfg.lm_eval_limit, cfg.batch_size, cfg.lm_eval_data)
     return {
         "model_dir": str(model_dir),
         "domain_bpb": domain["bpb"],

@@ -86,3 +86,29 @@ def test_prompt_prefix_adds_bos_only_when_the_tokenizer_does_not(setup):
     )
     assert adds_bos("a")["input_ids"][0] == tok.bos_token_id
     assert prompt_prefix(adds_bos) == ""
+
+
+HELLASWAG_ROWS = [
+    {"ind": i, "activity_label": "Cooking", "ctx_a": f"A cook slices onion number {i}.", "ctx_b": "then she",
+     "ctx": f"A cook slices onion number {i}. then she", "source_id": "local", "split": "val",
+     "split_type": "indomain", "label": str(i % 4),
+     "endings": ["puts them in a pan.", "paints the wall.", "drives a bus.", "reads a map."]}
+    for i in range(8)
+]  # fmt: skip
+
+
+def test_a_registered_task_runs_from_local_files_and_a_missing_data_set_is_named(setup, tmp_path):
+    val = tmp_path / "hellaswag_val.jsonl"
+    val.write_text("".join(json.dumps(r) + "\n" for r in HELLASWAG_ROWS))
+    out = run_lm_eval_tasks(setup["model"], setup["tokenizer"], ["hellaswag"], limit=None,
+                            data={"hellaswag": {"validation": str(val)}})  # fmt: skip
+    assert set(out) == {"hellaswag"} and 0 <= out["hellaswag"]["acc"] <= 1 and "acc_norm" in out["hellaswag"]
+
+    with pytest.raises(FileNotFoundError, match="Rowan/hellaswag.*lm_eval_data"):
+        run_lm_eval_tasks(setup["model"], setup["tokenizer"], ["hellaswag"], limit=2)
+    with pytest.raises(FileNotFoundError, match="lm_eval_data.hellaswag"):
+        run_lm_eval_tasks(setup["model"], setup["tokenizer"], ["hellaswag"], limit=2,
+                          data={"hellaswag": {"validation": str(tmp_path / "missing.jsonl")}})  # fmt: skip
+    with pytest.raises(ValueError, match="evaluation splits"):
+        run_lm_eval_tasks(setup["model"], setup["tokenizer"], ["hellaswag"], limit=2,
+                          data={"hellaswag": {"train": str(val)}})  # fmt: skip
