@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-slow lint clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,12 @@ demo: setup
 	$(BIN)/cptflow run configs/demo.yaml --fresh
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not slow and not executors"
+
+# The end-to-end tier: weekly refreshes, a real Prefect server on PostgreSQL, Slurm and Ray, multi-process
+# training. CI runs it after `make test`.
+test-slow: setup
+	$(BIN)/python -m pytest -q -m "slow or executors"
 
 lint: setup
 	$(BIN)/ruff check .

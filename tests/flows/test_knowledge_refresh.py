@@ -217,6 +217,7 @@ def test_rerun_of_a_finished_run_does_no_work(finished_run):
     assert json.loads((layout.run / "start.json").read_text()) == start
 
 
+@pytest.mark.slow
 def test_a_refresh_without_a_knowledge_graph_synthesizes_documents_and_its_own_probe(tmp_path, tiny_model):
     # The demo site with its graph hidden: the run sees only crawled pages, as with a real site.
     source = {"kind": "demo", "site": {**SMALL_SITE, "port": free_port()}, "crawl": SMALL_CRAWL, "knowledge_graph": False}

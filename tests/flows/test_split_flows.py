@@ -14,7 +14,7 @@ from flows.eval_only import eval_only
 from flows.train_eval import train_eval
 from tests.flows.conftest import small_config
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

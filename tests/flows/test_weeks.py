@@ -19,6 +19,8 @@ from cpt_core.state import read_outcome, visible_runs
 from tests.doc_files import read_docs
 from tests.flows.conftest import SMALL_CRAWL, SMALL_SITE, free_port, small_config
 
+pytestmark = pytest.mark.slow
+
 LENIENT = {"min_domain_bpb_gain": 0.0, "max_general_bpb_regression": 1.0, "max_general_regression_vs_base": 1.0,
            "min_probe_gain": -1.0, "judge_on": "point"}
 IMPOSSIBLE = {"min_domain_bpb_gain": 0.99}

@@ -29,6 +29,7 @@ def _two_process_run(root, model, tokens, name, sharding, stop_at=None):
     return run_train(cfg, model, tokens, out), out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharding", ["none", "full"])
 def test_two_processes_match_one_and_resume_bit_for_bit(data, sharding):  # noqa: F811
     root, model, tokens = data
