@@ -27,9 +27,12 @@ topic, so seeds should be typical documents, not a single site's boilerplate.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -131,8 +134,8 @@ def seed_texts(cfg: DomainConfig, documents: list[tuple[str, dict]]) -> list[str
 
 
 def train_domain_model(cfg: DomainConfig, seeds: list[str], model_path: Path):
-    """Train, save and return the classifier (one thread, fixed seed; its scores may still differ in the last
-    digits between processes, so selection by top fraction is the steadier choice on small seed sets)."""
+    """Train, save and return the classifier: one thread, a fixed seed and a fresh process, so the same inputs
+    give the same model and the same scores."""
     import fasttext
 
     if not seeds:
@@ -151,25 +154,47 @@ def train_domain_model(cfg: DomainConfig, seeds: list[str], model_path: Path):
     try:
         lr = cfg.lr
         for _ in range(4):
-            try:
-                model = fasttext.train_supervised(
-                    input=str(train_file), epoch=cfg.epoch, lr=lr, dim=cfg.dim, wordNgrams=cfg.word_ngrams,
-                    minn=cfg.char_ngrams[0], maxn=cfg.char_ngrams[1], bucket=cfg.bucket, minCount=1, seed=cfg.seed,
-                    thread=1, verbose=0,
-                )  # fmt: skip
+            err = _train_in_fresh_process(cfg, lr, train_file, model_path)
+            if err is None:
                 break
-            except RuntimeError as err:  # fastText diverges on a small seed set at a high LR: halve it
-                if "NaN" not in str(err):
-                    raise
-                logger.warning("select: domain classifier diverged at lr %g; retrying at %g", lr, lr / 2)
-                lr /= 2
+            if "NaN" not in err:  # fastText diverges on a small seed set at a high LR: halve it; else fail
+                raise RuntimeError(f"curate.select.domain: fastText training failed: {err}")
+            logger.warning("select: domain classifier diverged at lr %g; retrying at %g", lr, lr / 2)
+            lr /= 2
         else:
             raise RuntimeError(f"curate.select.domain: fastText training diverged even at lr {lr * 2:g}")
     finally:
         train_file.unlink(missing_ok=True)
-    model.save_model(str(model_path))
+    model = fasttext.load_model(str(model_path))
     logger.info("select: domain classifier trained on %d seed and %d general documents", len(seeds), len(general))
     return model
+
+
+_TRAIN = """
+import json, sys
+import fasttext
+a = json.loads(sys.argv[1])
+model = fasttext.train_supervised(**a["params"])
+model.save_model(a["out"])
+"""
+
+
+def _train_in_fresh_process(cfg: DomainConfig, lr: float, train_file: Path, model_path: Path) -> str | None:
+    """Train in a fresh interpreter; None on success, else fastText's error text.
+
+    fastText's trainer reads memory it never wrote: in a long-lived process (a worker that has run other
+    stages) the same inputs give different models, and sometimes NaN. A fresh process starts from the same
+    heap every time, so the model is the same for the same inputs."""
+    params = dict(
+        input=str(train_file), epoch=cfg.epoch, lr=lr, dim=cfg.dim, wordNgrams=cfg.word_ngrams,
+        minn=cfg.char_ngrams[0], maxn=cfg.char_ngrams[1], bucket=cfg.bucket, minCount=1, seed=cfg.seed,
+        thread=1, verbose=0,
+    )  # fmt: skip
+    args = json.dumps({"params": params, "out": str(model_path)})
+    done = subprocess.run([sys.executable, "-c", _TRAIN, args], capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return None
+    return (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
 
 
 def domain_score(model, text: str) -> float:

@@ -99,10 +99,11 @@ def test_domain_classifier_keeps_in_domain_documents_deterministically(tmp_path)
     assert (tmp_path / "select" / "domain_model.bin").is_file()
     _run(tmp_path, docs, name="again", domain=domain)
     again = _docs(tmp_path / "again" / "documents")
-    # The same documents kept; scores agree to fastText's float noise (the process's FPU state may differ).
-    assert sorted(again) == sorted(kept)
-    for k in kept:
-        assert again[k]["metadata"]["domain_score"] == pytest.approx(kept[k]["metadata"]["domain_score"], abs=1e-3)
+    # The same model (trained in a fresh process), so the same documents with the same scores.
+    assert {k: d["metadata"]["domain_score"] for k, d in again.items()} == {
+        k: d["metadata"]["domain_score"] for k, d in kept.items()
+    }
+    assert (tmp_path / "again" / "domain_model.bin").read_bytes() == (tmp_path / "select" / "domain_model.bin").read_bytes()
     _run(tmp_path, docs, name="top", domain={**domain, "top_fraction": 0.2})  # the best one alone
     assert list(_docs(tmp_path / "top" / "documents")) == [max(kept, key=lambda k: kept[k]["metadata"]["domain_score"])]
 
