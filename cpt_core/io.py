@@ -123,6 +123,25 @@ def unreadable_report(items: list[Unreadable]) -> tuple[dict[str, int], list[str
     return dict(sorted(counts.items())), shown
 
 
+def read_probe(path: Path) -> list[dict]:
+    """Probe rows ``{id, question, choices, answer}`` from a JSONL file (``id`` defaults to ``<stem>:<line>``);
+    a row without a question, choices or an answer that indexes them is an error naming the file and line."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            choices, answer = list(row["choices"]), int(row["answer"])
+            if not 0 <= answer < len(choices):
+                raise IndexError(f"answer {answer} is not one of the {len(choices)} choices")
+            rows.append({"id": str(row.get("id", f"{Path(path).stem}:{lineno}")), "question": row["question"],
+                         "choices": choices, "answer": answer})  # fmt: skip
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"{path}:{lineno}: not a probe row with question, choices, answer ({err})") from None
+    return rows
+
+
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
 
-from cpt_core.io import iter_text_rows, jsonl_files
+from cpt_core.io import iter_text_rows, jsonl_files, read_probe
 
 logger = logging.getLogger(__name__)
 
@@ -82,18 +82,8 @@ def fact_probe_texts(knowledge_graph: Path) -> list[dict]:
 
 
 def probe_file_texts(path: Path, source: str = "auto_probe") -> list[dict]:
-    """Rows ``{id, question, choices, answer}`` of a probe JSONL: the question followed by its right choice."""
-    rows = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            text = f"{row['question']} {row['choices'][int(row['answer'])]}"
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as err:
-            raise ValueError(f"{path}:{lineno}: not a probe row with question, choices, answer ({err})") from None
-        rows.append({"source": source, "id": str(row.get("id", f"{Path(path).stem}:{lineno}")), "text": text})
-    return rows
+    """Rows ``{source, id, text}`` of a probe JSONL: the question followed by its right choice."""
+    return [{"source": source, "id": r["id"], "text": f"{r['question']} {r['choices'][r['answer']]}"} for r in read_probe(path)]
 
 
 def _strings(value) -> list[str]:

@@ -27,7 +27,7 @@ from cpt_core.evaluate.bootstrap import bpb_interval, paired_difference
 from cpt_core.evaluate.bpb import bpb_summary, score_texts
 from cpt_core.evaluate.harness import fact_probe_accuracy, run_lm_eval_tasks
 from cpt_core.faults import fault_point
-from cpt_core.io import atomic_write_json, iter_text_rows, jsonl_files
+from cpt_core.io import atomic_write_json, iter_text_rows, jsonl_files, read_probe
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import run_stage
 from cpt_core.train.base_model import model_fingerprint
@@ -195,20 +195,6 @@ def evaluate_model(
         "tasks": tasks,
         "seconds": round(time.time() - started, 3),
     }
-
-
-def read_probe(path: Path) -> list[dict]:
-    """Probe rows ``{id, question, choices, answer}`` from a JSONL file; errors name the file and line."""
-    rows = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rows.append({k: row[k] for k in ("id", "question", "choices", "answer")})
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{path}:{lineno}: not a probe row with id, question, choices, answer ({err})") from None
-    return rows
 
 
 def _points(base: dict, trained: dict, key: str) -> float | None:
