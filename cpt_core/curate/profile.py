@@ -100,7 +100,10 @@ class Profile:
 
     def raw(self) -> dict:
         """Every bucket, for a task's file."""
-        return {dim: {b: {"docs": d, "chars": c} for b, (d, c) in rows.items()} for dim, rows in self.counts.items()}
+        return {
+            dim: {b: {"docs": d, "chars": c} for b, (d, c) in rows.items()}
+            for dim, rows in self.counts.items()
+        }
 
     def _rows(self, dim: str, top_hosts: int) -> list[tuple[str, list[int]]]:
         rows = self.counts[dim]
@@ -127,7 +130,8 @@ class Profile:
         }
         for dim in DIMENSIONS:
             out[f"by_{dim}"] = [
-                {"bucket": bucket, "docs": docs, "chars": chars} for bucket, (docs, chars) in self._rows(dim, top_hosts)
+                {"bucket": bucket, "docs": docs, "chars": chars}
+                for bucket, (docs, chars) in self._rows(dim, top_hosts)
             ]
         return out
 

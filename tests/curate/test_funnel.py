@@ -12,7 +12,9 @@ from cpt_core.curate.pipeline import STEPS, CurateConfig, run_curate_step
 from cpt_core.curate.profile import Profile, length_bucket, score_bucket
 from tests.curate.test_pipeline import EN, KO
 
-KO_SPAM = "\n".join(["오늘만 특가 할인 행사가 진행 중입니다 지금 바로 구매하세요 무료 배송 혜택도 드립니다"] * 10)
+KO_SPAM = "\n".join(
+    ["오늘만 특가 할인 행사가 진행 중입니다 지금 바로 구매하세요 무료 배송 혜택도 드립니다"] * 10
+)
 DOCS = [
     {"id": "en-0", "text": EN[0], "metadata": {"url": "https://news.example.org/a", "published_at": "2024-03-05"}},
     {"id": "de", "text": "Die Hauptstadt von Deutschland ist Berlin. Sie ist die größte Stadt des Landes.",
@@ -61,9 +63,15 @@ def test_each_step_counts_in_out_and_drops_per_language(manifests):
         "unknown": {"in": 1, "out": 0, "dropped": {"malformed_json": 1}},  # the unreadable line
     }
     # the Korean advert, one line repeated
-    assert funnel["quality"] == {"en": kept(3), "ko": {"in": 2, "out": 1, "dropped": {"gopher_dup_line_frac": 1}}}
+    assert funnel["quality"] == {
+        "en": kept(3),
+        "ko": {"in": 2, "out": 1, "dropped": {"gopher_dup_line_frac": 1}},
+    }
     assert funnel["select"] == {"en": kept(3), "ko": kept(1)}
-    assert funnel["exact_dedup"] == {"en": {"in": 3, "out": 2, "dropped": {"exact_duplicate": 1}}, "ko": kept(1)}
+    assert funnel["exact_dedup"] == {
+        "en": {"in": 3, "out": 2, "dropped": {"exact_duplicate": 1}},
+        "ko": kept(1),
+    }
     assert funnel["near_dedup"] == funnel["decontaminate"] == {"en": kept(2), "ko": kept(1)}
     for step, m in manifests.items():  # the per-language counts add up to the step's totals
         summary = m["summary"]
@@ -78,10 +86,18 @@ def test_the_last_step_profiles_the_accepted_corpus(manifests):
     chars = len(EN[0]) + len(EN[1]) + len(KO)
     assert (profile["documents"], profile["characters"], profile["hosts"]) == (3, chars, 2)
     assert profile["by_host"] == [
-        {"bucket": "news.example.org", "docs": 2, "chars": len(EN[0]) + len(EN[1])},  # host names are lowercased
+        {
+            "bucket": "news.example.org",
+            "docs": 2,
+            "chars": len(EN[0]) + len(EN[1]),
+        },  # host names are lowercased
         {"bucket": "ko.example.kr", "docs": 1, "chars": len(KO)},
     ]
-    assert [(r["bucket"], r["docs"]) for r in profile["by_month"]] == [("2024-03", 1), ("2024-04", 1), ("undated", 1)]
+    assert [(r["bucket"], r["docs"]) for r in profile["by_month"]] == [
+        ("2024-03", 1),
+        ("2024-04", 1),
+        ("undated", 1),
+    ]
     assert [(r["bucket"], r["docs"]) for r in profile["by_language"]] == [("en", 2), ("ko", 1)]
     assert [(r["bucket"], r["docs"]) for r in profile["by_length"]] == [("<500", 3)]
     assert profile["by_domain_score"] == []  # the domain classifier is off
@@ -94,7 +110,9 @@ def test_a_disabled_last_step_still_profiles_and_counts(tmp_path):
     with gzip.open(source / "documents" / "00000.jsonl.gz", "wt", encoding="utf-8") as fh:
         for i, lang in enumerate(["en", "en", "ko"]):
             fh.write(json.dumps({"id": str(i), "text": "x" * 600, "metadata": {"language": lang}}) + "\n")
-    summary = run_curate_step("decontaminate", cfg, source, tmp_path / "out", tmp_path / "state", "r")["summary"]
+    summary = run_curate_step("decontaminate", cfg, source, tmp_path / "out", tmp_path / "state", "r")[
+        "summary"
+    ]
     assert summary["by_language"] == {"en": kept(2), "ko": kept(1)}
     assert summary["profile"]["by_host"] == [{"bucket": "(no url)", "docs": 3, "chars": 1800}]
     assert summary["profile"]["by_length"] == [{"bucket": "500-2k", "docs": 3, "chars": 1800}]
@@ -113,7 +131,10 @@ def test_profile_buckets():
     profile = Profile()
     rows = [
         ("a" * 10, {"url": "https://a.org/1", "published_at": "2023-12-31", "fetched_at": "2024-02-01"}),
-        ("b" * 499, {"url": "https://a.org/2", "published_at": "not a date", "fetched_at": "2024-02-01T00:00:00Z"}),
+        (
+            "b" * 499,
+            {"url": "https://a.org/2", "published_at": "not a date", "fetched_at": "2024-02-01T00:00:00Z"},
+        ),
         ("c" * 500, {"url": "https://b.org/", "language": "ko", "domain_score": 0.95}),
         ("d" * 2_000, {"url": "https://c.org/", "domain_score": 1.0}),
         ("e" * 60_000, {"domain_score": 0.05}),
