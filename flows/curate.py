@@ -8,7 +8,7 @@ from cpt_core.config import RunConfig
 from cpt_core.curate.pipeline import STEPS
 from cpt_core.layout import RunLayout
 from flows.run_names import flow_run_name
-from tasks.stages import commit_dedup_task, curate_step_task, eval_texts_task
+from tasks.stages import commit_dedup_task, curate_report_task, curate_step_task, eval_texts_task
 
 
 @flow(name="curate", flow_run_name=flow_run_name("curate"), log_prints=True)
@@ -16,7 +16,7 @@ def curate_flow(config: RunConfig, layout: RunLayout) -> dict:
     """Each step reads the previous step's documents/ and writes its own; the dedup index is committed last.
 
     The evaluation texts (probes, local lm-eval data, general held-out text) are gathered first, for the
-    decontaminate step.
+    decontaminate step. The curation report (per-language funnel, accepted-corpus profile) comes last.
     """
     manifests = {}
     source = layout.extract
@@ -29,4 +29,5 @@ def curate_flow(config: RunConfig, layout: RunLayout) -> dict:
         )
         source = layout.curate_step(step)
     commit_dedup_task(layout)
+    curate_report_task(layout, manifests)
     return manifests

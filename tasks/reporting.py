@@ -3,8 +3,9 @@
 cpt_core stages report progress through a plain callback; ``PrefectProgress`` turns it into a Prefect
 progress artifact (throttled: the API is not hammered by per-document updates) plus log lines. Each stage's
 manifest becomes a markdown artifact and a file under the run's ``report/`` folder, so the same report is in
-the Prefect UI and on disk. When a stage finishes, its progress artifact is set to 100 % (a stage whose total
-was unknown, such as a crawl, would otherwise stay at 0 %).
+the Prefect UI and on disk; the curate flow adds one report over all its steps (``write_curate_report``).
+When a stage finishes, its progress artifact is set to 100 % (a stage whose total was unknown, such as a
+crawl, would otherwise stay at 0 %).
 
 Publishing an artifact is a UI nicety and never fails a stage; a failure is logged as a warning and counted
 per run, and the run report shows the count.
@@ -133,8 +134,7 @@ def publish_stage(stage: str, run_id: str, manifest: dict, report_dir: Path) -> 
 
 def png_markdown(path: Path, title: str) -> str:
     """Embed a PNG in markdown as a data URL, so the Prefect UI shows it without a file server."""
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f"![{title}](data:image/png;base64,{data})"
+    return f"![{title}]({png_data_url(path)})"
 
 
 def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) -> Path:
@@ -177,16 +177,56 @@ def publish_tables_and_images(run_id: str, stages: dict, images: list[tuple[str,
     file server), next to the markdown report."""
     from cpt_core.report.markdown import stage_records
 
-    try:
-        create_table_artifact(stage_records(stages), key=artifact_key(run_id, "stages"), description="stages")
-    except Exception as err:
-        artifact_failed(run_id, "stage table", err)
+    publish_table(run_id, "stages", stage_records(stages))
     for title, png in images:
-        url = "data:image/png;base64," + base64.b64encode(Path(png).read_bytes()).decode()
-        try:
-            create_image_artifact(url, key=artifact_key(run_id, title), description=title)
-        except Exception as err:
-            artifact_failed(run_id, f"{title} image", err)
+        publish_image(run_id, title, png)
+
+
+def png_data_url(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def publish_image(run_id: str, title: str, png: Path) -> None:
+    """One plot as an image artifact (a data URL: the UI has no file server)."""
+    try:
+        create_image_artifact(png_data_url(png), key=artifact_key(run_id, title), description=title)
+    except Exception as err:
+        artifact_failed(run_id, f"{title} image", err)
+
+
+def publish_table(run_id: str, name: str, records: list[dict]) -> None:
+    try:
+        create_table_artifact(records, key=artifact_key(run_id, name), description=name)
+    except Exception as err:
+        artifact_failed(run_id, f"{name} table", err)
+
+
+CURATE_PLOT = "Documents per language and curation step"
+
+
+def write_curate_report(layout, manifests: dict[str, dict]) -> Path:
+    """The curation report (``cpt_core.report.curate``): ``report/curate.md`` with its plot beside it, and
+    in Prefect a markdown artifact (the plot embedded as a data URL), the plot as an image artifact and the
+    funnel and profile as table artifacts."""
+    from cpt_core.report.curate import corpus_profile, curate_markdown, funnel_records, profile_records
+    from cpt_core.report.plots import language_funnel_png
+
+    run_id = layout.run_id
+    png = language_funnel_png(manifests, layout.report / "curate_funnel.png")
+    images = {CURATE_PLOT: png.name} if png else {}
+    path = write_report(layout.report, "curate.md", curate_markdown(run_id, manifests, images))
+    try:
+        ui = curate_markdown(run_id, manifests, {CURATE_PLOT: png_data_url(png)} if png else {})
+        create_markdown_artifact(ui, key=artifact_key(run_id, "curate-report"), description="curation report")
+    except Exception as err:
+        artifact_failed(run_id, "curation report", err)
+    if png:
+        publish_image(run_id, CURATE_PLOT, png)
+    publish_table(run_id, "curate-funnel", funnel_records(manifests))
+    profile = corpus_profile(manifests)
+    if profile:
+        publish_table(run_id, "curate-profile", profile_records(profile))
+    return path
 
 
 def ui_report(run_id, stages, results, decision, base_model, notes, images, failures) -> str:

@@ -34,7 +34,7 @@ from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import ModelConfig, TrainConfig
 from cpt_core.train.launch import run_train
 from cpt_core.train.prepare import run_prepare_model
-from tasks.reporting import PrefectProgress, complete_progress, publish_stage
+from tasks.reporting import PrefectProgress, complete_progress, publish_stage, write_curate_report
 
 # Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way
 # each time, so retries stay few and short.
@@ -105,6 +105,12 @@ def curate_step_task(
         eval_texts=Path(eval_texts) if eval_texts else None,
     )
     return _finish(f"curate/{step}", layout, manifest)
+
+
+@task(name="curate-report")
+def curate_report_task(layout: RunLayout, manifests: dict) -> str:
+    """The curation report: per-language funnel of every step, profile of the accepted corpus, one plot."""
+    return str(write_curate_report(layout, manifests))
 
 
 @task(name="commit-dedup-index")

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Literal
 
 from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.curate.funnel import LanguageFunnelFilter
 from cpt_core.io import iter_text_rows, jsonl_files, read_probe
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ class OverlapIndex:
         return None
 
 
-class DecontaminateFilter(BaseFilter):
+class DecontaminateFilter(LanguageFunnelFilter):
     """Drops (or flags) documents that share n-grams with the evaluation texts in ``eval_texts``."""
 
     name = "🧪 Decontaminate"

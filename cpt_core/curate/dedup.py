@@ -57,10 +57,10 @@ from typing import Literal
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.curate.funnel import LanguageFunnelFilter
 from cpt_core.io import atomic_file, iter_text_rows, jsonl_files
 from cpt_core.layout import RunLayout
 from cpt_core.stage import read_manifest
@@ -220,7 +220,7 @@ def _write_index_file(index_dir: str, name: str, write) -> None:
         write(tmp)
 
 
-class ExactDedupFilter(BaseFilter):
+class ExactDedupFilter(LanguageFunnelFilter):
     """Drops documents whose normalised text was already accepted, in this run or an earlier one."""
 
     name = "🎯 Exact dedup"
@@ -301,7 +301,7 @@ def jaccard(a: frozenset | set, b: frozenset | set) -> float:
     return len(a & b) / len(a | b)
 
 
-class NearDedupFilter(BaseFilter):
+class NearDedupFilter(LanguageFunnelFilter):
     """MinHash-LSH near-duplicate filter over this run's earlier documents and every other run's."""
 
     name = "🧬 Near dedup (MinHash)"

@@ -27,6 +27,8 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.lid import FT176LID
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.curate.funnel import LanguageFunnelFilter
+
 REASON_OTHER = "language_other"
 REASON_LOW_SCORE = "language_low_score"
 
@@ -90,7 +92,7 @@ class LocalFT176LID(FT176LID):
         return {**self.__dict__, "_model": None}
 
 
-class LanguageIdFilter(LanguageFilter):
+class LanguageIdFilter(LanguageFunnelFilter, LanguageFilter):
     """Tags every document with its language and score; keeps the configured languages above ``min_score``."""
 
     name = "🌍 Language ID"

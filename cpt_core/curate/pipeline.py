@@ -9,6 +9,10 @@ A line that is not JSON or has no text, or the damaged rest of a corrupt ``.json
 (``malformed_json``, ``no_text``, ``corrupt_file``) and its ``file:line`` is listed in the summary's
 ``unreadable``; the stage goes on with the other documents.
 
+Each step's summary carries ``by_language``: documents in, out and dropped by reason per language, counted
+by the filter as it decides (``cpt_core.curate.funnel``). The last step also profiles what it keeps, the
+accepted corpus, in the same pass (``cpt_core.curate.profile``): its summary's ``profile``.
+
 Separate stages rather than one long pipeline, so a crash in near dedup does not redo language ID, each
 step's output can be inspected on its own, and each step reports its own drop reasons. The cost is one
 extra JSONL read/write per step, small next to language ID and quality scoring.
@@ -45,7 +49,9 @@ from cpt_core.curate.dedup import (
     NearDedupConfig,
     NearDedupFilter,
 )
+from cpt_core.curate.funnel import by_language, passed_through
 from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
+from cpt_core.curate.profile import CorpusProfileStep, Profile, merge_profile
 from cpt_core.curate.quality import QualityConfig, QualityFilter
 from cpt_core.curate.reader import CountingJsonlReader
 from cpt_core.curate.select import (
@@ -70,6 +76,7 @@ logger = logging.getLogger(__name__)
 DOCS = "documents"  # same names as cpt_core.layout (which imports this module, so they are not imported)
 DROPPED = "dropped"
 LOGS = "logs"
+PROFILE_PARTS = "profile_parts"  # the last step's per-task corpus profiles, merged into its summary
 
 # ProgressFn callbacks cannot travel inside a pipeline (datatrove deep-copies and may pickle it), so the
 # progress step holds a token and looks the callback up here; in another process it finds none and is silent.
@@ -183,6 +190,8 @@ def summarise(step: str, stats: dict, seconds: float) -> dict:
     """datatrove per-step stats -> the stage summary (docs in/out, drop reasons, languages, rate)."""
     docs_in = docs_out = 0
     dropped: Counter[str] = Counter()
+    reader_drops: Counter[str] = Counter()
+    filter_stats: list[dict] = []
     languages: dict[str, int] = {}
     extra: dict[str, int] = {}
     # Step names are datatrove's "<type>: <name>" (see PipelineStep.__repr__).
@@ -192,6 +201,7 @@ def summarise(step: str, stats: dict, seconds: float) -> dict:
             for key, value in metrics.items():
                 if key.startswith("dropped_"):  # lines the reader could not read: in, and dropped
                     dropped[key.removeprefix("dropped_")] += int(value)
+                    reader_drops[key.removeprefix("dropped_")] += int(value)
                     docs_in += int(value)
         elif name == f"{LanguageTally.type}: {LanguageTally.name}":
             docs_out += int(metrics.get("documents", 0))
@@ -199,6 +209,7 @@ def summarise(step: str, stats: dict, seconds: float) -> dict:
                 if key.startswith("language_"):
                     languages[key.removeprefix("language_")] = int(value)
         elif name.startswith(BaseFilter.type):
+            filter_stats.append(metrics)
             named = 0
             for key, value in metrics.items():
                 if key.startswith("dropped_"):
@@ -218,6 +229,7 @@ def summarise(step: str, stats: dict, seconds: float) -> dict:
         "docs_out": docs_out,
         "dropped": dict(sorted(dropped.items())),
         "languages": dict(sorted(languages.items())),
+        "by_language": by_language(filter_stats, reader_drops),
         **extra,
         "seconds": round(seconds, 3),
         "docs_per_s": round(rate, 1),
@@ -240,10 +252,13 @@ def _pass_through(step: str, input_dir: Path, partial: Path) -> dict:
     shutil.copytree(source, partial / DOCS)
     languages: dict[str, int] = {}
     count = 0
+    profile = Profile() if step == STEPS[-1] else None
     for doc in _reader(partial / DOCS, partial / UNREADABLE_DIR)():
         count += 1
         lang = doc.metadata.get("language") or "unknown"
         languages[lang] = languages.get(lang, 0) + 1
+        if profile is not None:
+            profile.add(doc.text, doc.metadata)
     seconds = time.monotonic() - started
     return {
         "step": step,
@@ -252,10 +267,12 @@ def _pass_through(step: str, input_dir: Path, partial: Path) -> dict:
         "docs_out": count,
         "dropped": {},
         "languages": dict(sorted(languages.items())),
+        "by_language": passed_through(languages),
         "seconds": round(seconds, 3),
         "docs_per_s": round(count / seconds, 1) if seconds > 0 else 0.0,
         "log_line": f"curate/{step}: disabled, {count} docs passed through unchanged",
         **_unreadable_places(partial),
+        **({"profile": profile.summary()} if profile is not None else {}),
     }
 
 
@@ -311,6 +328,7 @@ def run_curate_step(
             _reader(input_dir / DOCS, partial / UNREADABLE_DIR),
             _step_filter(step, cfg, input_dir, partial, dedup_state, earlier_runs or [], eval_texts),
             LanguageTally(progress_token=token, total=total),
+            *([CorpusProfileStep(partial / PROFILE_PARTS)] if step == STEPS[-1] else []),
             _writer(partial / DOCS),
         ]
         progress(0, total, f"curate/{step} started")
@@ -320,6 +338,9 @@ def run_curate_step(
         finally:
             _PROGRESS_CALLBACKS.pop(token, None)
         summary = summarise(step, stats, time.monotonic() - started) | _unreadable_places(partial)
+        if step == STEPS[-1]:
+            summary["profile"] = merge_profile(partial / PROFILE_PARTS)
+            shutil.rmtree(partial / PROFILE_PARTS, ignore_errors=True)
         # Downstream stages expect the folders even when every document was dropped (or none were).
         (partial / DOCS).mkdir(exist_ok=True)
         (partial / DROPPED).mkdir(exist_ok=True)

@@ -32,6 +32,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field
 
+from cpt_core.curate.funnel import LanguageFunnelFilter
 from cpt_core.curate.pii import PIIConfig, redact
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def _tokenizer_for(language: str):
         return WhitespaceTokenizer(), str(err)
 
 
-class QualityFilter(BaseFilter):
+class QualityFilter(LanguageFunnelFilter):
     """Gopher quality, Gopher repetition and C4 filters with settings chosen by ``metadata["language"]``."""
 
     name = "🥇 Quality (per language)"

@@ -39,10 +39,10 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cpt_core.curate.funnel import LanguageFunnelFilter
 from cpt_core.data.general_text import GeneralTextConfig, general_texts
 from cpt_core.io import iter_text_rows, jsonl_files
 
@@ -214,7 +214,7 @@ def cutoff_for_fraction(scores: list[float], fraction: float) -> float:
 # ---------------------------------------------------------------------------------------------- the filter
 
 
-class SelectFilter(BaseFilter):
+class SelectFilter(LanguageFunnelFilter):
     """Recency by date and (with a trained model) domain relevance by score, see the module docstring."""
 
     name = "🎯 Select (recency, domain)"

@@ -58,6 +58,25 @@ def _rate_keys(summary: dict) -> list[str]:
 
 # --------------------------------------------------------------------------------------------- stages
 
+LANGUAGE_COLUMNS = ["language", "in", "out", "dropped", "dropped by reason"]
+
+
+def reasons_text(dropped: dict[str, int]) -> str:
+    """``{"near_duplicate": 2, "exact_duplicate": 5}`` -> ``exact_duplicate 5, near_duplicate 2``."""
+    ranked = sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{reason} {fmt(n)}" for reason, n in ranked) or "—"
+
+
+def language_rows(by_language: dict[str, dict]) -> list[list[str]]:
+    """A curation step's ``by_language`` as rows of ``LANGUAGE_COLUMNS``, the most documents in first."""
+    ranked = sorted(by_language.items(), key=lambda kv: (-kv[1].get("in", 0), kv[0]))
+    return [
+        [fmt(lang), fmt(row.get("in", 0)), fmt(row.get("out", 0)), fmt(sum((row.get("dropped") or {}).values())),
+         reasons_text(row.get("dropped") or {})]
+        for lang, row in ranked
+    ]  # fmt: skip
+
+
 
 def stage_markdown(title: str, manifest: dict) -> str:
     """One stage's report: its summary counts as a table, then its log line and identity."""
@@ -87,6 +106,8 @@ def stage_markdown(title: str, manifest: dict) -> str:
     rows.append(["seconds", fmt(seconds), ""])
     rows.append(["skipped (output was up to date)", fmt(bool(manifest.get("skipped"))), ""])
     parts = [f"## {title}", "", table(["", "count", "share"], rows)]
+    if summary.get("by_language"):
+        parts += ["", "### By language", "", table(LANGUAGE_COLUMNS, language_rows(summary["by_language"]))]
     if summary.get("log_line"):
         parts += ["", summary["log_line"]]
     ident = [f"{k} `{manifest[k]}`" for k in ("key", "config_hash", "code_version") if manifest.get(k)]

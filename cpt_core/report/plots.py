@@ -6,6 +6,7 @@ worker threads. Each PNG is written under a temporary name and renamed, so a rea
 * ``loss_curve_png``: training loss against step, the learning rate on a twin axis.
 * ``eval_delta_png``: base vs trained bars for domain bpb, general bpb and (when it ran) fact-probe accuracy.
 * ``docs_per_stage_png``: documents kept after each document stage (crawl, extract, curate steps): the funnel.
+* ``language_funnel_png``: documents kept per language after each curation step, stacked.
 """
 
 from __future__ import annotations
@@ -156,4 +157,38 @@ def docs_per_stage_png(stages: dict[str, dict], out_png: Path) -> Path | None:
     ax.set_xlim(0, max(counts + [1]) * 1.15)
     ax.set_xlabel("documents kept")
     ax.set_title("Documents per stage")
+    return _save(fig, out_png)
+
+
+def language_funnel_png(manifests: dict[str, dict], out_png: Path, top: int = 6) -> Path | None:
+    """Stacked horizontal bars, one per curation step, of the documents it kept per language (the ``top``
+    languages by input, the rest as other); the first bar is the first step's input. None when no step
+    counts documents per language (``summary.by_language``)."""
+    funnels = [(step, (m.get("summary") or {}).get("by_language")) for step, m in manifests.items()]
+    funnels = [(step, f) for step, f in funnels if f]
+    if not funnels:
+        return None
+    first_in = {lang: row.get("in", 0) for lang, row in funnels[0][1].items()}
+    languages = sorted(first_in, key=lambda lang: (-first_in[lang], lang))[:top]
+    bars = [(f"input ({funnels[0][0]})", first_in)]
+    bars += [(step, {lang: row.get("out", 0) for lang, row in f.items()}) for step, f in funnels]
+    bars = bars[::-1]  # barh draws bottom-up: the input on top
+    fig = _figure(7.0, 0.5 * len(bars) + 1.6)
+    ax = fig.add_subplot(1, 1, 1)
+    names = [name for name, _ in bars]
+    left = [0] * len(bars)
+    segments = [(lang, [counts.get(lang, 0) for _, counts in bars]) for lang in languages]
+    segments.append(("other", [sum(n for lang, n in c.items() if lang not in languages) for _, c in bars]))
+    colors = [f"C{i}" for i in range(len(segments) - 1)] + ["tab:gray"]
+    for (label, widths), color in zip(segments, colors, strict=True):
+        if not any(widths):
+            continue
+        ax.barh(names, widths, left=left, color=color, label=label)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    for y, total in enumerate(left):
+        ax.annotate(fmt(total), (total, y), va="center", fontsize=8, xytext=(3, 0), textcoords="offset points")
+    ax.set_xlim(0, max(left + [1]) * 1.15)
+    ax.set_xlabel("documents kept")
+    ax.set_title("Documents per language and curation step")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="language")
     return _save(fig, out_png)

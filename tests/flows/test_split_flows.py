@@ -33,6 +33,10 @@ def test_data_refresh_curates_records_data_only_and_trains_nothing(data_run):
     assert visible_runs(layout.state, "later") == ["d1"]
     assert not layout.registry.exists() or json.loads(layout.registry.read_text())["champion"] is None
     assert "train-eval" in (layout.report / "run_report.md").read_text()
+    # The curate flow's own report: the per-language funnel, the accepted corpus's profile, the plot beside it.
+    curate = (layout.report / "curate.md").read_text()
+    assert "| step | language | in | out | dropped | dropped by reason |" in curate and "### By host" in curate
+    assert (layout.report / "curate_funnel.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_train_eval_rejects_a_run_without_curated_data_naming_the_parameter(data_run, tmp_path):
