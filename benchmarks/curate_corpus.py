@@ -22,10 +22,13 @@ from pathlib import Path
 from debian_text import documents, edit_words, surface_noise
 
 from cpt_core.curate.dedup import commit_dedup_index
-from cpt_core.curate.pipeline import CurateConfig, run_curate_step
+from cpt_core.curate.pipeline import STEPS, CurateConfig, run_curate_step
 from cpt_core.layout import RunLayout
 
 FOUR_STEPS = ("language", "quality", "exact_dedup", "near_dedup")
+# The stage without decontamination, which needs a run's evaluation texts (its memory holds those, not the
+# corpus); select runs with its defaults (recency; undated documents kept).
+STAGE_STEPS = tuple(s for s in STEPS if s != "decontaminate")
 # A word of running prose: letters, an inner apostrophe or hyphen, one trailing punctuation mark.
 PLAIN_WORD = re.compile(r"^[A-Za-z][a-z]*(?:['-][a-z]+)*[.,;:!?]?$")
 
@@ -125,10 +128,13 @@ def _elapsed(wall: float, cpu: float) -> dict[str, float]:
     return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
 
 
-def read_rows(folder: Path) -> list[dict]:
-    """Every row of the ``*.jsonl.gz`` files under ``folder``, in file order."""
-    rows = []
+def read_rows(folder: Path, limit: int | None = None) -> list[dict]:
+    """The rows of the ``*.jsonl.gz`` files under ``folder``, in file order (the first ``limit``)."""
+    rows: list[dict] = []
     for path in sorted(folder.rglob("*.jsonl.gz")):
         with gzip.open(path, "rt", encoding="utf-8") as fh:
-            rows.extend(json.loads(line) for line in fh)
+            for line in fh:
+                if limit is not None and len(rows) >= limit:
+                    return rows
+                rows.append(json.loads(line))
     return rows
