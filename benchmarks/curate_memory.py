@@ -9,9 +9,9 @@ the distinct documents (not repeats, which dedup would drop before they cost any
 Each size runs in its own ``python`` process: the curate stage's steps language -> quality -> select ->
 exact_dedup -> near_dedup with ``run_curate_step`` (English and Korean kept, other settings default, one
 worker, so the steps run inside that process). Decontamination is left out: it needs a run's evaluation
-texts, and its memory holds those, not the corpus. The child reports its peak RSS
-(``getrusage(RUSAGE_SELF).ru_maxrss``) after imports and a warm-up on 10 English and 10 Korean documents
-(the fixed cost), after each step, and at the end; the parent cross-checks with ``RUSAGE_CHILDREN``.
+texts, and its memory holds those, not the corpus. The child reports its peak RSS (``VmHWM`` of
+``/proc/self/status``; see ``peak_mb`` for why not ``ru_maxrss``) after imports, after a warm-up on the same 10
+English and 10 Korean documents at both sizes (the fixed cost), after each step, and at the end.
 
 Then, in this process, what the near-dedup step holds per kept document: a ``NearDedupFilter`` fed the
 near_dedup input of each size, its memory measured with ``tracemalloc`` (its LSH index, MinHash signatures
@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,20 +44,29 @@ CONFIG = {"language": {"languages": ["en", "ko"]}}
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak RSS, MB: ``VmHWM``, the high-water mark of its own address space. Not
+    ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's RSS at fork into it across exec, so a
+    child started by a parent holding the 4x corpus would report the parent's size."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    return kib / 1024
 
 
-def child(source: Path, root: Path) -> None:
-    """Curate ``source`` under ``root`` and print one JSON line of peak RSS figures."""
+def warm_input(rows: list[dict], folder: Path) -> Path:
+    """10 Korean and 10 English documents: the same warm-up for both sizes, so each fixed cost includes both
+    word tokenizers (Kiwi is large) and the same texts."""
+    korean = [r for r in rows if HANGUL.search(r["text"])][:10]
+    return write_documents(folder, korean + [r for r in rows if r not in korean][:10])
+
+
+def child(source: Path, root: Path, warm: Path) -> None:
+    """Curate ``source`` under ``root`` after a warm-up on ``warm``; print one JSON line of peak RSS figures."""
     from cpt_core.curate.pipeline import CurateConfig
 
     cfg = CurateConfig.model_validate(CONFIG)
-    # Warm-up on both languages, so each size's fixed cost includes both word tokenizers (Kiwi is large).
-    head = read_rows(source / "documents", limit=400)
-    korean = [r for r in head if HANGUL.search(r["text"])][:10]
-    warm = write_documents(root / "warm-input", korean + [r for r in head if r not in korean][:10])
+    imports_mb = peak_mb()
     curate(cfg, warm, root / "warm", "warm", STAGE_STEPS)
-    report = {"fixed_mb": peak_mb(), "steps": {}}
+    report = {"imports_mb": imports_mb, "fixed_mb": peak_mb(), "steps": {}}
     started = time.perf_counter()
     layout_root = root / "root"
     current = source
@@ -72,16 +80,15 @@ def child(source: Path, root: Path) -> None:
     print(json.dumps(report))
 
 
-def run_child(source: Path, root: Path) -> dict:
+def run_child(source: Path, root: Path, warm: Path) -> dict:
     env_path = f"{ROOT}:{Path(__file__).resolve().parent}"
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(source), str(root)],
+        [sys.executable, __file__, "--child", str(source), str(root), str(warm)],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": env_path},
     )  # fmt: skip
     if proc.returncode:
         raise SystemExit(f"child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    report["children_max_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return report
 
 
@@ -112,17 +119,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ko-share", type=float, default=0.2)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child(*args.child)
     reports = {}
     with tempfile.TemporaryDirectory() as tmp:
+        warm = None
         for scale in (1, 4):
             rng = random.Random(args.seed)
             rows = with_copies(originals(scale * args.docs, args.cache, rng, args.ko_share), rng)
             source = write_documents(Path(tmp) / f"x{scale}" / "extract", rows)
-            reports[scale] = run_child(source, Path(tmp) / f"x{scale}")
+            warm = warm or warm_input(rows, Path(tmp) / "warm")
+            reports[scale] = run_child(source, Path(tmp) / f"x{scale}", warm)
             reports[scale]["rows"] = len(rows)
             near_input = Path(reports[scale]["near_input"])
             reports[scale]["near_bytes"], reports[scale]["near_kept"] = near_index_bytes(near_input)
@@ -133,13 +142,13 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|")
     r1, r4 = reports[1], reports[4]
     print(f"| documents in | {r1['rows']} | {r4['rows']} |")
+    print(f"| after imports, MB | {r1['imports_mb']:.0f} | {r4['imports_mb']:.0f} |")
     print(f"| fixed: after imports + warm-up, MB | {r1['fixed_mb']:.0f} | {r4['fixed_mb']:.0f} |")
     for step in STAGE_STEPS:
         a, b = r1["steps"][step], r4["steps"][step]
         print(f"| peak after {step}, MB (docs in -> out) | {a['peak_mb']:.0f} ({a['docs_in']} -> {a['docs_out']}) "
               f"| {b['peak_mb']:.0f} ({b['docs_in']} -> {b['docs_out']}) |")
-    print(f"| peak RSS, MB (parent's RUSAGE_CHILDREN so far) | {r1['peak_mb']:.0f} ({r1['children_max_mb']:.0f}) "
-          f"| {r4['peak_mb']:.0f} ({r4['children_max_mb']:.0f}) |")
+    print(f"| peak RSS, MB | {r1['peak_mb']:.0f} | {r4['peak_mb']:.0f} |")
     print(f"| stage seconds | {r1['seconds']:.1f} | {r4['seconds']:.1f} |")
     per_doc = [r["near_bytes"] / max(r["near_kept"], 1) for r in (r1, r4)]
     print(f"| near-dedup filter's memory after its pass, MB (kept docs) | {r1['near_bytes'] / 2**20:.1f} "
