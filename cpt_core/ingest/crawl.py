@@ -62,6 +62,7 @@ from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, row_from_log
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher, FetchSettings, Response
 from cpt_core.ingest.page_reader import (
     PageRead,
+    PageReaders,
     directives,
     feed_links_safe,
     normalised,
@@ -199,6 +200,7 @@ class _Crawler:
     async def _walk(self) -> None:
         self.fetcher = Fetcher(_fetch_settings(self.cfg))
         self.pool = page_pool(self.cfg.parse_workers)
+        self.readers = PageReaders(self.pool, self.cfg.parse_workers) if self.pool is not None else None
         inflight: deque[tuple[tuple[str, int, int, str], asyncio.Future]] = deque()
         try:
             finder = SeedFinder(self.fetcher, self.cfg)
@@ -251,10 +253,9 @@ class _Crawler:
         res = await self.fetcher.get(url, _conditional_headers(prev), types)
         seconds, fetched_at = time.monotonic() - started, _now_iso()
         read = None
-        if kind == "page" and res.reason is None and self.pool is not None:
+        if kind == "page" and res.reason is None and self.readers is not None:
             # Read (and its WARC records compressed) while later requests proceed; it commits in queue order.
-            args = (url, res, fetched_at, (prev or {}).get("sha256"))
-            read = await asyncio.get_running_loop().run_in_executor(self.pool, read_page, *args)
+            read = await self.readers.read(url, res, fetched_at, (prev or {}).get("sha256"))
         return ("fetch", res, seconds, prev, fetched_at, read)
 
     def _enqueue(self, url: str, depth: int, hops: int = 0, kind: str = "page") -> None:

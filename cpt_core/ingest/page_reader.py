@@ -7,12 +7,17 @@ queue order as before: the output does not depend on which worker read which pag
 a pure function of the response, the URL and the fetch time (WARC record ids aside), so running it inline
 (no pool) gives the same result.
 
+Pages go to the workers in batches: a page that arrives while every worker is busy waits for the next
+free one together with the others that arrived meanwhile, so a busy crawl pays the round trip to a worker
+once per batch, not once per page, and an idle one sends each page at once.
+
 The workers are forked from a forkserver that has this module (lxml, courlan, httpx) imported already, and
 the pool starts its workers as soon as it is made, so a crawl does not wait for their imports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import multiprocessing
@@ -26,6 +31,7 @@ from cpt_core.ingest.warc import page_records
 logger = logging.getLogger(__name__)
 # what the forkserver imports once, so that each worker starts forked from it
 PRELOAD = ["__main__", __name__]
+MAX_BATCH = 32  # most pages sent to a worker at once
 
 
 class PageRead(NamedTuple):
@@ -44,6 +50,46 @@ def read_page(url: str, res: Response, fetched_at: str, prev_sha256: str | None 
     sha = hashlib.sha256(res.body).hexdigest()
     records = None if sha == prev_sha256 else page_records(url, res, fetched_at)
     return PageRead(sha, parse_page(res.body, url), records)
+
+
+def read_pages(batch: list[tuple]) -> list[PageRead]:
+    return [read_page(*args) for args in batch]
+
+
+class PageReaders:
+    """Reads pages in ``pool``'s worker processes, batching what arrives while all ``workers`` are busy."""
+
+    def __init__(self, pool: Executor, workers: int) -> None:
+        self.pool, self.workers = pool, workers
+        self.waiting: list[tuple[tuple, asyncio.Future]] = []
+        self.busy = 0
+
+    async def read(self, url: str, res: Response, fetched_at: str, prev_sha256: str | None) -> PageRead:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(((url, res, fetched_at, prev_sha256), future))
+        self._send()
+        return await future
+
+    def _send(self) -> None:
+        while self.waiting and self.busy < self.workers:
+            batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+            self.busy += 1
+            done = asyncio.get_running_loop().run_in_executor(self.pool, read_pages, [a for a, _ in batch])
+            done.add_done_callback(lambda d, batch=batch: self._received(d, batch))
+
+    def _received(self, done: asyncio.Future, batch: list[tuple[tuple, asyncio.Future]]) -> None:
+        self.busy -= 1
+        error = None if done.cancelled() else done.exception()
+        for i, (_, future) in enumerate(batch):
+            if future.done():  # its crawl task was cancelled
+                continue
+            if done.cancelled():
+                future.cancel()
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(done.result()[i])
+        self._send()
 
 
 def page_pool(workers: int) -> Executor | None:
