@@ -60,13 +60,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from cpt_core.faults import fault_point
 from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, row_from_log
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher, FetchSettings, Response
-from cpt_core.ingest.page_reader import directives, feed_links_safe, normalised, page_pool, read_page
-from cpt_core.ingest.seeds import SeedFinder
-from cpt_core.ingest.urls import (
-    PageLinks,
-    host_keys,
-    normalise_url,
+from cpt_core.ingest.page_reader import (
+    PageRead,
+    PageReaders,
+    directives,
+    feed_links_safe,
+    normalised,
+    page_pool,
+    read_page,
 )
+from cpt_core.ingest.seeds import SeedFinder
+from cpt_core.ingest.urls import host_keys, normalise_url
 from cpt_core.ingest.warc import WARC_DIR, StoredPage, WarcFiles
 from cpt_core.io import HTML_TYPES, atomic_write_text, stable_json
 from cpt_core.progress import ProgressFn, RateMeter, no_progress
@@ -196,6 +200,7 @@ class _Crawler:
     async def _walk(self) -> None:
         self.fetcher = Fetcher(_fetch_settings(self.cfg))
         self.pool = page_pool(self.cfg.parse_workers)
+        self.readers = PageReaders(self.pool, self.cfg.parse_workers) if self.pool is not None else None
         inflight: deque[tuple[tuple[str, int, int, str], asyncio.Future]] = deque()
         try:
             finder = SeedFinder(self.fetcher, self.cfg)
@@ -246,12 +251,12 @@ class _Crawler:
         started = time.monotonic()
         types = XML_TYPES if kind == "feed" else None
         res = await self.fetcher.get(url, _conditional_headers(prev), types)
-        seconds = time.monotonic() - started
+        seconds, fetched_at = time.monotonic() - started, _now_iso()
         read = None
-        if kind == "page" and res.reason is None and self.pool is not None:
-            # Read while later requests proceed; the page still commits in queue order.
-            read = await asyncio.get_running_loop().run_in_executor(self.pool, read_page, res.body, url)
-        return ("fetch", res, seconds, prev, read)
+        if kind == "page" and res.reason is None and self.readers is not None:
+            # Read (and its WARC records compressed) while later requests proceed; it commits in queue order.
+            read = await self.readers.read(url, res, fetched_at, (prev or {}).get("sha256"))
+        return ("fetch", res, seconds, prev, fetched_at, read)
 
     def _enqueue(self, url: str, depth: int, hops: int = 0, kind: str = "page") -> None:
         if url in self.seen:
@@ -279,7 +284,7 @@ class _Crawler:
 
     def _commit(self, item: tuple[str, int, int, str], outcome: tuple) -> None:
         url, depth, hops, kind = item
-        what, res, seconds, prev, *read = outcome
+        what, res, seconds, prev, *fetch = outcome  # fetch: (fetched_at, read) for a request
         if what == "replay":
             self._replay(url, depth, hops, res)
             return
@@ -301,7 +306,7 @@ class _Crawler:
             kept = {"links": prev.get("links", []), "etag": res.etag or prev.get("etag")}
             kept["last_modified"] = res.last_modified or prev.get("last_modified")
             self._log(
-                url, depth, "unchanged", res, seconds, prev.get("sha256"), fetched_at=_now_iso(), extra=kept
+                url, depth, "unchanged", res, seconds, prev.get("sha256"), fetched_at=fetch[0], extra=kept
             )
             self._follow(kept["links"], [], depth)
         elif res.reason:
@@ -311,7 +316,7 @@ class _Crawler:
             self._log(url, depth, "feed", res, seconds, extra={"links": links})
             self._follow(links, [], depth)
         else:
-            self._fetched(url, depth, hops, res, seconds, prev, read[0] if read and read[0] else None)
+            self._fetched(url, depth, hops, res, seconds, prev, *fetch)
 
     def _fetched(
         self,
@@ -321,12 +326,12 @@ class _Crawler:
         res: Response,
         seconds: float,
         prev: dict | None,
-        read: tuple[str, PageLinks] | None,
+        fetched_at: str,
+        read: PageRead | None,
     ) -> None:
-        sha, page = read or read_page(res.body, url)
+        sha, page, records = read or read_page(url, res, fetched_at, (prev or {}).get("sha256"))
         page = directives(page, res)
         links, feeds = ([], []) if page.nofollow else (page.links, page.feeds)
-        fetched_at = _now_iso()
         follow = {"links": links, "feeds": feeds}
         canonical = page.canonical if page.canonical and page.canonical != url else None
         if page.noindex:
@@ -345,7 +350,7 @@ class _Crawler:
         elif prev and prev.get("sha256") == sha:
             self._log(url, depth, "unchanged", res, seconds, sha256=sha, fetched_at=fetched_at, extra=follow)
         else:
-            self.warc.write(url, res, fetched_at)  # flushed before the log line: the log never runs ahead
+            self.warc.append(records)  # flushed before the log line: the log never runs ahead
             self.bytes += len(res.body)
             self._log(url, depth, "fetched", res, seconds, sha256=sha, fetched_at=fetched_at, extra=follow)
         self._follow(links, feeds, depth)

@@ -1,28 +1,95 @@
 """Reading fetched pages off the crawler's event loop.
 
-Parsing a page (lxml, then resolving and normalising each of its links) costs more CPU than fetching it, and
-on the event loop it holds back every request in flight. The crawler hands each fetched page to a small pool
-of worker processes as soon as its body arrives, and commits the result in queue order as before: the
-output does not depend on which worker read which page or when. ``read_page`` is a pure function of the
-body and the URL, so running it inline (no pool) gives the same result.
+Parsing a page (lxml, then resolving and normalising each of its links) and compressing its WARC records cost
+more CPU than fetching it, and on the event loop they hold back every request in flight. The crawler hands
+each fetched page to a small pool of worker processes as soon as its body arrives, and commits the result in
+queue order as before: the output does not depend on which worker read which page or when. ``read_page`` is
+a pure function of the response, the URL and the fetch time (WARC record ids aside), so running it inline
+(no pool) gives the same result.
+
+Pages go to the workers in batches: a page that arrives while every worker is busy waits for the next
+free one together with the others that arrived meanwhile, so a busy crawl pays the round trip to a worker
+once per batch, not once per page, and an idle one sends each page at once.
+
+The workers are forked from a forkserver that has this module (lxml, courlan, httpx) imported already, and
+the pool starts its workers as soon as it is made, so a crawl does not wait for their imports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import NamedTuple
 
 from cpt_core.ingest.fetch import Response
 from cpt_core.ingest.urls import PageLinks, feed_links, normalise_url, parse_page, robots_directives
+from cpt_core.ingest.warc import page_records
 
 logger = logging.getLogger(__name__)
+# what the forkserver imports once, so that each worker starts forked from it
+PRELOAD = ["__main__", __name__]
+MAX_BATCH = 32  # most pages sent to a worker at once
 
 
-def read_page(body: bytes, url: str) -> tuple[str, PageLinks]:
-    """What the crawler needs of a fetched page: its sha256 and its links (a pure function: any process)."""
-    return hashlib.sha256(body).hexdigest(), parse_page(body, url)
+class PageRead(NamedTuple):
+    """A fetched page as read: its sha256, its links and, unless its body is unchanged, its WARC records."""
+
+    sha256: str
+    page: PageLinks
+    records: bytes | None
+
+
+def read_page(url: str, res: Response, fetched_at: str, prev_sha256: str | None = None) -> PageRead:
+    """What the crawler needs of a fetched page (a pure function: any process).
+
+    The WARC records are left out when the body's sha256 equals ``prev_sha256``: such a page is not stored.
+    """
+    sha = hashlib.sha256(res.body).hexdigest()
+    records = None if sha == prev_sha256 else page_records(url, res, fetched_at)
+    return PageRead(sha, parse_page(res.body, url), records)
+
+
+def read_pages(batch: list[tuple]) -> list[PageRead]:
+    return [read_page(*args) for args in batch]
+
+
+class PageReaders:
+    """Reads pages in ``pool``'s worker processes, batching what arrives while all ``workers`` are busy."""
+
+    def __init__(self, pool: Executor, workers: int) -> None:
+        self.pool, self.workers = pool, workers
+        self.waiting: list[tuple[tuple, asyncio.Future]] = []
+        self.busy = 0
+
+    async def read(self, url: str, res: Response, fetched_at: str, prev_sha256: str | None) -> PageRead:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(((url, res, fetched_at, prev_sha256), future))
+        self._send()
+        return await future
+
+    def _send(self) -> None:
+        while self.waiting and self.busy < self.workers:
+            batch, self.waiting = self.waiting[:MAX_BATCH], self.waiting[MAX_BATCH:]
+            self.busy += 1
+            done = asyncio.get_running_loop().run_in_executor(self.pool, read_pages, [a for a, _ in batch])
+            done.add_done_callback(lambda d, batch=batch: self._received(d, batch))
+
+    def _received(self, done: asyncio.Future, batch: list[tuple[tuple, asyncio.Future]]) -> None:
+        self.busy -= 1
+        error = None if done.cancelled() else done.exception()
+        for i, (_, future) in enumerate(batch):
+            if future.done():  # its crawl task was cancelled
+                continue
+            if done.cancelled():
+                future.cancel()
+            elif error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(done.result()[i])
+        self._send()
 
 
 def page_pool(workers: int) -> Executor | None:
@@ -31,10 +98,13 @@ def page_pool(workers: int) -> Executor | None:
         return None
     try:
         # forkserver/spawn, not fork: the crawl may run in a threaded process (Prefect, the SQLite writer).
-        ctx = multiprocessing.get_context(
-            "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-        )
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        forkserver = "forkserver" in multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("forkserver" if forkserver else "spawn")
+        if forkserver:
+            ctx.set_forkserver_preload(PRELOAD)  # no effect once the forkserver runs: it has them already
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool.submit(int)  # start the workers now, while the crawl reads robots.txt and its seeds
+        return pool
     except (OSError, ValueError, NotImplementedError) as err:
         logger.warning("crawl: reading pages on the event loop (no worker processes: %s)", err)
         return None

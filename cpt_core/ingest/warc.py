@@ -33,6 +33,7 @@ from cpt_core.ingest.fetch import Response
 logger = logging.getLogger(__name__)
 
 WARC_DIR = "warc"
+GZIP_LEVEL = 6  # zlib's default; warcio's own writer uses 9
 # what a truncated or corrupt gzip member / WARC record raises while it is read
 WARC_READ_ERRORS = (ArchiveLoadFailed, EOFError, OSError, zlib.error, ValueError)
 
@@ -103,35 +104,11 @@ class WarcFiles:
 
     def write(self, url: str, res: Response, fetched_at: str) -> None:
         """Append a request and a response record and flush them, so that a later log line is never ahead."""
-        payload = res.raw if res.raw else res.body
-        headers = [(k, v) for k, v in res.headers if k.lower() != "transfer-encoding"]
-        if not any(k.lower() == "content-length" for k, _ in headers):
-            headers.append(("Content-Length", str(len(payload))))
-        response = self.writer.create_warc_record(
-            url,
-            "response",
-            payload=io.BytesIO(payload),
-            length=len(payload),
-            http_headers=StatusAndHeaders(res.status_line, headers, protocol="HTTP/1.1"),
-            warc_headers_dict={"WARC-Identified-Payload-Type": res.mime, "WARC-Date": fetched_at},
-        )
-        if res.request_line:
-            method, target, protocol = res.request_line.split(" ", 2)
-            request = self.writer.create_warc_record(
-                url,
-                "request",
-                payload=io.BytesIO(b""),
-                length=0,
-                http_headers=StatusAndHeaders(
-                    f"{method} {target}", res.request_headers, protocol=protocol, is_http_request=True
-                ),
-                warc_headers_dict={
-                    "WARC-Date": fetched_at,
-                    "WARC-Concurrent-To": response.rec_headers.get_header("WARC-Record-ID"),
-                },
-            )
-            self.writer.write_record(request)
-        self.writer.write_record(response)
+        self.append(page_records(url, res, fetched_at))
+
+    def append(self, records: bytes) -> None:
+        """Append records ``page_records`` serialised (possibly in another process) and flush them."""
+        self.fh.write(records)
         self.fh.flush()
         if self.fh.tell() >= self.rotate_bytes:
             self.fh.close()
@@ -141,6 +118,55 @@ class WarcFiles:
         if self.fh is not None:
             self.fh.close()
             self.fh = None
+
+
+def page_records(url: str, res: Response, fetched_at: str) -> bytes:
+    """A page's request and response records, each its own gzip member, as bytes ready to append.
+
+    A pure function of its arguments (record ids aside), so it runs wherever the page is read: compressing
+    the records is most of a page's cost on the event loop, and the crawler's page readers take it off.
+    warcio serialises each record; each is then gzipped as its own member, as warcio's ``gzip=True`` does,
+    but at ``GZIP_LEVEL`` instead of its fixed level 9 (half again the CPU, for files about 1% smaller).
+    """
+    writer = WARCWriter(None, gzip=False)
+    payload = res.raw if res.raw else res.body
+    headers = [(k, v) for k, v in res.headers if k.lower() != "transfer-encoding"]
+    if not any(k.lower() == "content-length" for k, _ in headers):
+        headers.append(("Content-Length", str(len(payload))))
+    response = writer.create_warc_record(
+        url,
+        "response",
+        payload=io.BytesIO(payload),
+        length=len(payload),
+        http_headers=StatusAndHeaders(res.status_line, headers, protocol="HTTP/1.1"),
+        warc_headers_dict={"WARC-Identified-Payload-Type": res.mime, "WARC-Date": fetched_at},
+    )
+    if res.request_line:
+        method, target, protocol = res.request_line.split(" ", 2)
+        request = writer.create_warc_record(
+            url,
+            "request",
+            payload=io.BytesIO(b""),
+            length=0,
+            http_headers=StatusAndHeaders(
+                f"{method} {target}", res.request_headers, protocol=protocol, is_http_request=True
+            ),
+            warc_headers_dict={
+                "WARC-Date": fetched_at,
+                "WARC-Concurrent-To": response.rec_headers.get_header("WARC-Record-ID"),
+            },
+        )
+        members = [_gzip_member(request)]
+    else:
+        members = []
+    return b"".join([*members, _gzip_member(response)])
+
+
+def _gzip_member(record) -> bytes:
+    out = io.BytesIO()
+    WARCWriter(out, gzip=False).write_record(record)  # warcio's serialisation: digests, headers, block
+    gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS + 16)
+    return gz.compress(out.getbuffer()) + gz.flush()
 
 
 def _warc_paths(folder: Path) -> list[Path]:

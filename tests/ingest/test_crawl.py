@@ -150,7 +150,12 @@ def site():
 
 def _cfg(site: Site, **kw) -> CrawlConfig:
     defaults = dict(
-        seed_urls=[site.base + "/"], max_depth=3, timeout_s=0.5, retries=1, max_bytes=200_000, delay_s=0.0,
+        seed_urls=[site.base + "/"],
+        max_depth=3,
+        timeout_s=0.5,
+        retries=1,
+        max_bytes=200_000,
+        delay_s=0.0,
         allow_private_hosts=["127.0.0.1"],
     )
     return CrawlConfig(**(defaults | kw))
@@ -248,7 +253,9 @@ def test_warc_records_are_html_responses(site, first_crawl):
 def test_failed_urls_get_state_rows_with_their_status(site, first_crawl):
     out, _ = first_crawl
     with CrawlDB(out.parent / "state") as db:
-        failed = {u.removeprefix(site.base): (r["status"], r["reason"]) for u, r in db.failures(["run1"]).items()}
+        failed = {
+            u.removeprefix(site.base): (r["status"], r["reason"]) for u, r in db.failures(["run1"]).items()
+        }
         assert set(db.visible(["run1"])).isdisjoint(db.failures(["run1"]))
     assert failed["/missing"] == (404, "http_404") and failed["/slow"] == (None, "timeout")
     assert failed[f"http://127.0.0.1:{site.closed_port}/"] == (None, "unreachable")
@@ -264,8 +271,10 @@ def test_rerun_is_skipped_and_output_is_deterministic(site, first_crawl, tmp_pat
     run_crawl(_cfg(site, parse_workers=0, concurrency=2), other, {})
 
     def strip(rows: dict) -> list:
-        return [{k: v for k, v in row.items() if k not in ("seconds", "fetched_at", "retries")}
-                for row in rows.values()]
+        return [
+            {k: v for k, v in row.items() if k not in ("seconds", "fetched_at", "retries")}
+            for row in rows.values()
+        ]
 
     assert strip(_log(out)) == strip(_log(other))
     assert [(u, b) for u, _, b in _warc_responses(out)] == [(u, b) for u, _, b in _warc_responses(other)]
@@ -442,7 +451,10 @@ def test_resume_discards_a_half_written_record_and_log_line(site, first_crawl, t
 
     run_crawl(_cfg(site), out, {})
 
-    assert site.hits[last_fetched.removeprefix(site.base)] == hits_before[last_fetched.removeprefix(site.base)] + 1
+    assert (
+        site.hits[last_fetched.removeprefix(site.base)]
+        == hits_before[last_fetched.removeprefix(site.base)] + 1
+    )
     records = _record_set(out)
     assert len(records) == len({u for u, _ in records}), "a record was written twice"
     assert records == _record_set(reference)
@@ -456,3 +468,46 @@ def test_partial_of_another_config_is_not_resumed(site, tmp_path, monkeypatch):
     run_crawl(_cfg(site, max_depth=0), out, {})  # another key: a fresh crawl
     assert site.hits["/"] == hits_before["/"] + 1
     assert list(_log(out))[0] == site.base + "/"
+
+
+def test_page_readers_batch_pages_that_wait_and_read_them_as_inline_reading_does(monkeypatch):
+    import asyncio
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cpt_core.ingest import page_reader
+
+    batches = []
+    read_pages = page_reader.read_pages
+    monkeypatch.setattr(
+        page_reader, "read_pages", lambda batch: (batches.append(len(batch)), read_pages(batch))[1]
+    )
+    res = [
+        Response(status=200, status_line="200 OK", headers=[("Content-Type", "text/html")], mime="text/html",
+                 body=_page(f"p{i}", LOREM, [f"/p{i + 1}", "x?utm_source=a#top"]).encode(),
+                 request_line=f"GET /p{i} HTTP/1.1", request_headers=[("Host", "example.com")])
+        for i in range(5)
+    ]  # fmt: skip
+    args = [(f"http://example.com/p{i}", r, "2025-01-01T00:00:00Z", None) for i, r in enumerate(res)]
+    unchanged = hashlib.sha256(res[4].body).hexdigest()
+    args[4] = (*args[4][:3], unchanged)
+
+    async def read_all():
+        readers = page_reader.PageReaders(ThreadPoolExecutor(1), workers=1)
+        return await asyncio.gather(*(readers.read(*a) for a in args))
+
+    reads = asyncio.run(read_all())
+    assert batches == [1, 4]  # the first page went at once, the others waited for the busy worker together
+    assert [(r.sha256, r.page) for r in reads] == [
+        (i.sha256, i.page) for i in (page_reader.read_page(*a) for a in args)
+    ]
+    assert reads[0].page.links == ["http://example.com/p1", "http://example.com/x"]
+    assert reads[4].records is None  # an unchanged body is not stored again
+    records = [
+        (r.rec_type, r.rec_headers.get_header("WARC-Date"), r.content_stream().read())
+        for r in ArchiveIterator(io.BytesIO(reads[0].records))
+    ]
+    assert records == [
+        ("request", "2025-01-01T00:00:00Z", b""),
+        ("response", "2025-01-01T00:00:00Z", res[0].body),
+    ]
