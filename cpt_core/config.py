@@ -20,6 +20,7 @@ from cpt_core.curate.pipeline import CurateConfig
 from cpt_core.data.tokenize import TokenizeConfig
 from cpt_core.evaluate.gate import PromoteConfig
 from cpt_core.evaluate.stage import EvalConfig
+from cpt_core.faults import RetryConfig
 from cpt_core.ingest.crawl import CrawlConfig
 from cpt_core.ingest.extract import ExtractConfig
 from cpt_core.ingest.sources import DemoSource, Source, WebSource, merge_crawls
@@ -74,6 +75,7 @@ class RunConfig(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="stage retries after transient errors")
 
     def with_run_id(self) -> RunConfig:
         """A copy whose ``run_id`` is set (a new timestamp when it was not)."""

@@ -8,7 +8,13 @@ from cpt_core.config import RunConfig
 from cpt_core.curate.pipeline import STEPS
 from cpt_core.layout import RunLayout
 from flows.run_names import flow_run_name
-from tasks.stages import commit_dedup_task, curate_report_task, curate_step_task, eval_texts_task
+from tasks.stages import (
+    commit_dedup_task,
+    curate_report_task,
+    curate_step_task,
+    eval_texts_task,
+    with_retries,
+)
 
 
 @flow(name="curate", flow_run_name=flow_run_name("curate"), log_prints=True)
@@ -22,9 +28,9 @@ def curate_flow(config: RunConfig, layout: RunLayout) -> dict:
     source = layout.extract
     eval_texts = None
     if config.curate.decontaminate.enabled:
-        eval_texts = eval_texts_task(config.evaluate, layout, config.knowledge_graph)
+        eval_texts = with_retries(eval_texts_task, config.retry)(config.evaluate, layout, config.knowledge_graph)
     for step in STEPS:
-        manifests[step] = curate_step_task(
+        manifests[step] = with_retries(curate_step_task, config.retry)(
             step, config.curate, layout, source, eval_texts if step == "decontaminate" else None
         )
         source = layout.curate_step(step)

@@ -19,7 +19,7 @@ from cpt_core.layout import RunLayout
 from cpt_core.lock import RootLock
 from flows.run_names import flow_run_name
 from flows.run_steps import flow_result, run_config, run_report_task
-from tasks.stages import base_model_task, evaluate_task, promote_task
+from tasks.stages import base_model_task, evaluate_task, promote_task, with_retries
 
 
 def _heldout(layout: RunLayout, heldout: str | None) -> str:
@@ -54,14 +54,16 @@ def eval_only(
     with RootLock(config.root, config.run_id):
         layout = RunLayout.create(config.root, config.run_id)
         domain = _heldout(layout, heldout)
-        start = base_model_task(config.base_model, layout)
-        stages = {"evaluate": evaluate_task(config.evaluate, layout, start["model_dir"], config.knowledge_graph,
-                                            trained_dir=str(model), domain_heldout=domain)}  # fmt: skip
+        start = with_retries(base_model_task, config.retry)(config.base_model, layout)
+        evaluate = with_retries(evaluate_task, config.retry)
+        stages = {"evaluate": evaluate(config.evaluate, layout, start["model_dir"], config.knowledge_graph,
+                                       trained_dir=str(model), domain_heldout=domain)}  # fmt: skip
         outcome = "evaluated"
         if promote:
             lineage = {"parent": start["parent"], "base_source": start["source"], "evaluated_only": str(model),
                        "config": config.model_dump(mode="json")}  # fmt: skip
-            stages["promote"] = promote_task(config.promote, layout, lineage, model_dir=str(model))
+            promote_run = with_retries(promote_task, config.retry)
+            stages["promote"] = promote_run(config.promote, layout, lineage, model_dir=str(model))
             outcome = "promoted" if stages["promote"]["summary"].get("promote") else "rejected"
         notes = [f"Model {model} scored against {start['parent']} (the run's reference) on {domain}."]
         report = run_report_task(layout, stages, start, notes)

@@ -14,7 +14,7 @@ from cpt_core.demo.site import build_site
 from cpt_core.ingest.sources import DemoSource, WebSource
 from cpt_core.layout import RunLayout
 from flows.run_names import flow_run_name
-from tasks.stages import crawl_task, extract_task
+from tasks.stages import crawl_task, extract_task, with_retries
 
 
 @contextlib.contextmanager
@@ -47,8 +47,10 @@ def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
 def ingest_flow(config: RunConfig, layout: RunLayout) -> dict:
     """Crawl (WARC) then extract (datatrove + trafilatura). Returns the two stage manifests."""
     crawl_cfg = config.ingest.crawl
-    crawl = crawl_task(crawl_cfg, layout) if crawl_cfg is not None else _no_crawl()
-    extract = extract_task(config.ingest.extract, config.ingest.sources, layout, crawled=crawl_cfg is not None)
+    crawl = with_retries(crawl_task, config.retry)(crawl_cfg, layout) if crawl_cfg is not None else _no_crawl()
+    extract = with_retries(extract_task, config.retry)(
+        config.ingest.extract, config.ingest.sources, layout, crawled=crawl_cfg is not None
+    )
     get_run_logger().info(
         "ingest: %s pages fetched, %s documents extracted",
         crawl["summary"].get("docs_out", crawl["summary"].get("fetched")),

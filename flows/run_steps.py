@@ -13,7 +13,7 @@ from cpt_core.train.base_model import is_probably_instruct
 from flows.evaluate import evaluate_flow
 from flows.train import train_flow
 from tasks.reporting import write_run_report
-from tasks.stages import synthesize_task
+from tasks.stages import synthesize_task, with_retries
 
 HELDOUT_NOTES = {
     "parent_heldout": "Too few new documents to hold any out: domain bits/byte is scored on the held-out set of "
@@ -88,7 +88,7 @@ def train_and_evaluate(config: RunConfig, layout: RunLayout, earlier: dict, shar
     """
     later = {}
     if shards is None:
-        later["synthesize"] = synthesize_task(
+        later["synthesize"] = with_retries(synthesize_task, config.retry)(
             config.synthesize, config.tokenize, layout, config.knowledge_graph, config.base_model
         )
     train = train_flow(config, layout, shards=shards)

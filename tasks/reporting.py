@@ -158,18 +158,19 @@ def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) ->
     if results:
         images.append(("Base vs trained", eval_delta_png(results, layout.report / "eval_delta.png")))
     publish_tables_and_images(layout.run_id, stages, images)
-    failures = artifact_failures(layout.run_id)
-    markdown = run_markdown(layout.run_id, stages, results, decision, base_model, notes, artifact_failures=failures)
-    path = write_report(layout.report, "run_report.md", markdown)
     try:
         create_markdown_artifact(
-            ui_report(layout.run_id, stages, results, decision, base_model, notes, images, failures),
+            ui_report(layout.run_id, stages, results, decision, base_model, notes, images,
+                      artifact_failures(layout.run_id)),
             key=artifact_key(layout.run_id, "run-report"),
             description="run report",
-        )
+        )  # fmt: skip
     except Exception as err:
         artifact_failed(layout.run_id, "run report", err)
-    return path
+    # The file is written last, so its count includes the run report's own artifact.
+    failures = artifact_failures(layout.run_id)
+    markdown = run_markdown(layout.run_id, stages, results, decision, base_model, notes, artifact_failures=failures)
+    return write_report(layout.report, "run_report.md", markdown)
 
 
 def publish_tables_and_images(run_id: str, stages: dict, images: list[tuple[str, Path]]) -> None:

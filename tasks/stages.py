@@ -21,6 +21,7 @@ from cpt_core.data.tokenize import HELDOUT_FILE, TokenizeConfig, run_tokenize
 from cpt_core.evaluate.gate import PromoteConfig
 from cpt_core.evaluate.registry import Registry, run_promote
 from cpt_core.evaluate.stage import EvalConfig, run_evaluate
+from cpt_core.faults import RetryConfig, is_transient
 from cpt_core.ingest.crawl import CrawlConfig, crawl_with_state
 from cpt_core.ingest.extract import ExtractConfig, run_extract
 from cpt_core.ingest.sources import Source
@@ -36,10 +37,29 @@ from cpt_core.train.launch import run_train
 from cpt_core.train.prepare import run_prepare_model
 from tasks.reporting import PrefectProgress, complete_progress, publish_stage, write_curate_report
 
-# Network and file-system hiccups are worth a retry; a bad config or a bug is not, and fails the same way
-# each time, so retries stay few and short.
-RETRIES = 2
-RETRY_DELAY_S = 5
+# Network and file-system hiccups are worth a retry; a bad config, bad data or a bug is not, and fails the
+# same way each time: only transient errors are retried (``transient_only``), few times and soon. These are
+# the defaults; a run's ``retry`` config section sets them per run (``with_retries``).
+RETRIES = RetryConfig().retries
+RETRY_DELAY_S = RetryConfig().delays()
+
+
+def transient_only(task, task_run, state) -> bool:
+    """Prefect's ``retry_condition_fn``: retry a failed stage task only when its error is transient."""
+    err = state.data if isinstance(state.data, BaseException) else state.result(raise_on_failure=False)
+    retry = is_transient(err if isinstance(err, BaseException) else None)
+    if not retry:
+        get_run_logger().warning("%s failed with %r: not a transient error, not retried", task.name, err)
+    return retry
+
+
+def with_retries(stage_task, cfg: RetryConfig):
+    """``stage_task`` retrying transient errors as ``cfg`` says (training: ``cfg.train_retries`` times)."""
+    retries = cfg.train_retries if stage_task.name == "train" else cfg.retries
+    return stage_task.with_options(retries=retries, retry_delay_seconds=cfg.delays(retries) or 0)
+
+
+RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAY_S, "retry_condition_fn": transient_only}
 
 
 def _finish(stage: str, layout: RunLayout, manifest: dict) -> dict:
@@ -47,7 +67,7 @@ def _finish(stage: str, layout: RunLayout, manifest: dict) -> dict:
     return manifest
 
 
-@task(name="crawl", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="crawl", **RETRYING)
 def crawl_task(cfg: CrawlConfig, layout: RunLayout) -> dict:
     manifest = crawl_with_state(
         cfg, layout.crawl, layout.state, layout.run_id, progress=PrefectProgress("crawl", layout.run_id)
@@ -63,7 +83,7 @@ def _secret_block(name: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-@task(name="extract", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="extract", **RETRYING)
 def extract_task(cfg: ExtractConfig, sources: list[Source], layout: RunLayout, crawled: bool = True) -> dict:
     manifest = run_extract(
         cfg,
@@ -76,7 +96,7 @@ def extract_task(cfg: ExtractConfig, sources: list[Source], layout: RunLayout, c
     return _finish("extract", layout, manifest)
 
 
-@task(name="eval-texts", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="eval-texts", **RETRYING)
 def eval_texts_task(cfg: EvalConfig, layout: RunLayout, knowledge_graph: str | None) -> str:
     """Gather the evaluation texts this run will score (fact probe, earlier auto probes, local lm-eval data,
     general held-out text) into one file, for curation's decontaminate step; returns its path."""
@@ -90,7 +110,7 @@ def eval_texts_task(cfg: EvalConfig, layout: RunLayout, knowledge_graph: str | N
     return str(write_eval_texts(rows, layout.eval_texts))
 
 
-@task(name="curate-step", task_run_name="curate-{step}", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="curate-step", task_run_name="curate-{step}", **RETRYING)
 def curate_step_task(
     step: str, cfg: CurateConfig, layout: RunLayout, input_dir: Path, eval_texts: str | None = None
 ) -> dict:
@@ -120,7 +140,7 @@ def commit_dedup_task(layout: RunLayout) -> None:
         commit_dedup_index(layout.dedup_dir, layout.run_id, layout.curate_step(step), kind)
 
 
-@task(name="resolve-base-model", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="resolve-base-model", **RETRYING)
 def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
     """The model this run starts from: the registry's champion, or the configured base checkpoint.
 
@@ -144,7 +164,7 @@ def base_model_task(cfg: BaseModelConfig, layout: RunLayout) -> dict:
     return start
 
 
-@task(name="prepare-model", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="prepare-model", **RETRYING)
 def prepare_model_task(cfg: ModelConfig, layout: RunLayout, start: dict) -> dict:
     """Surgery and tokenizer extension on the base checkpoint; ``start`` with the prepared ``model_dir``.
 
@@ -164,7 +184,7 @@ def prepare_model_task(cfg: ModelConfig, layout: RunLayout, start: dict) -> dict
     return {**start, "model_dir": str(layout.start_model), "original_model_dir": start["model_dir"]}
 
 
-@task(name="synthesize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="synthesize", **RETRYING)
 def synthesize_task(
     cfg: SynthesizeConfig,
     tokenize: TokenizeConfig,
@@ -216,7 +236,7 @@ def _earlier_probes(layout: RunLayout) -> dict[str, Path]:
     return {run_id: path for run_id, path in probes.items() if path.is_file() and path.stat().st_size}
 
 
-@task(name="tokenize", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="tokenize", **RETRYING)
 def tokenize_task(cfg: TokenizeConfig, layout: RunLayout, start: dict, knowledge_graph: str | None) -> dict:
     # Too few documents for a held-out split: score on the held-out set of the run this one continues from.
     parent_heldout = layout.root / "runs" / str(start["parent"]) / "tokens" / HELDOUT_FILE
@@ -257,7 +277,7 @@ def gpu_slot(name: str):
     return concurrency(name, occupy=1, strict=True)
 
 
-@task(name="train", retries=1, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="train", **{**RETRYING, "retries": RetryConfig().train_retries})
 def train_task(cfg: TrainConfig, layout: RunLayout, model_dir: str) -> dict:
     slot = cfg.gpu_slot.format(host=socket.gethostname())
     get_run_logger().info("train: waiting for the GPU slot %r (one training per machine)", slot)
@@ -268,7 +288,7 @@ def train_task(cfg: TrainConfig, layout: RunLayout, model_dir: str) -> dict:
     return _finish("train", layout, manifest)
 
 
-@task(name="evaluate", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="evaluate", **RETRYING)
 def evaluate_task(
     cfg: EvalConfig,
     layout: RunLayout,
@@ -293,7 +313,7 @@ def evaluate_task(
     return _finish("evaluate", layout, manifest)
 
 
-@task(name="promote", retries=RETRIES, retry_delay_seconds=RETRY_DELAY_S)
+@task(name="promote", **RETRYING)
 def promote_task(cfg: PromoteConfig, layout: RunLayout, lineage: dict, model_dir: str | None = None) -> dict:
     manifest = run_promote(
         cfg,

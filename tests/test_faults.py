@@ -241,3 +241,31 @@ def test_killed_evaluation_reruns_to_the_same_results(world, tmp_path):
     for column in ("base", "trained"):
         for metric in ("domain_bpb", "general_bpb"):
             assert results[column][metric] == pytest.approx(want[column][metric], rel=1e-6)
+
+
+def test_only_transient_errors_are_worth_a_retry():
+    import errno
+
+    import httpx
+    from pydantic import BaseModel, ValidationError
+
+    from cpt_core.faults import RetryConfig, TransientError, is_transient
+
+    class Strict(BaseModel):
+        n: int
+
+    try:
+        Strict(n="x")
+    except ValidationError as err:
+        invalid = err
+    wrapped = RuntimeError("upload failed")
+    wrapped.__cause__ = ConnectionResetError(errno.ECONNRESET, "reset")
+    transient = [ConnectionResetError(), TimeoutError("read timed out"), TransientError("storage busy"),
+                 OSError(errno.EAGAIN, "try again"), httpx.ConnectError("refused"), wrapped]  # fmt: skip
+    deterministic = [ValueError("bad field"), invalid, FileNotFoundError(2, "missing input"), PermissionError(),
+                     KeyError("text"), RuntimeError("training exited with code 1"), None]  # fmt: skip
+    assert [is_transient(e) for e in transient] == [True] * len(transient)
+    assert [is_transient(e) for e in deterministic] == [False] * len(deterministic)
+    assert RetryConfig().retries == 2 and RetryConfig(delay_s=2).delays() == [2, 4]
+    with pytest.raises(ValidationError):
+        RetryConfig(retires=3)

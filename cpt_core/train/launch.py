@@ -26,7 +26,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from cpt_core.faults import fault_point
+from cpt_core.faults import TransientError, fault_point
 from cpt_core.io import atomic_write_json
 from cpt_core.progress import ProgressFn, no_progress
 from cpt_core.stage import read_manifest, run_stage, stage_key
@@ -187,7 +187,10 @@ def run_subprocess(cmd: list[str], timeout_s: int, cwd: Path, progress: Progress
             "checkpoint when rerun (raise train.timeout_s or lower the steps)"
         )
     if proc.returncode != 0:
-        raise RuntimeError(
+        # Killed by a signal (the OOM killer, a preempted node): worth a retry, which resumes from a checkpoint.
+        # An exit code is the trainer's own error (a bug, a bad config) and would fail the same way again.
+        error = TransientError if proc.returncode < 0 else RuntimeError
+        raise error(
             f"training exited with code {proc.returncode}: {' '.join(cmd)}\n--- last lines ---\n" + "\n".join(tail)
         )
 

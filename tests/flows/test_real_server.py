@@ -4,14 +4,18 @@ One module-scoped server: PostgreSQL in a temp dir on a random port (skipped onl
 installed), ``prefect server start`` on another random port with PREFECT_SERVER_API_AUTH_STRING and a fresh
 PREFECT_HOME, a process work pool, ``prefect deploy`` of data-refresh/daily (with its snapshot trigger) on a
 small demo site, and a process worker. Every process is started in its own session and stopped by its PID.
+A second deployment on a pool of its own serves the worker that is killed in the middle of a run.
 Everything is checked through the Prefect API, never from console output.
 """
 
 from __future__ import annotations
 
+import asyncio
 import glob
+import gzip
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -315,3 +319,179 @@ def test_snapshot_event_triggers_a_data_refresh(server):
         run = asyncio.run(triggered())
     assert run.parameters["snapshot"] == str(snapshot.resolve())
     assert run.state.is_completed(), (run.state, server.log("worker"))
+
+
+# --- A worker killed in the middle of a run ---------------------------------------------------------------
+
+FAULTS_POOL = "cptflow-faults"
+FAULTS_DEPLOYMENT = "data-refresh/faults"
+_FETCHED_AT = re.compile(r'"fetched_at":\s*"[^"]*"')
+
+
+def _faults_deployment(work: Path) -> Path:
+    """data-refresh/daily as ``data-refresh/faults`` on a pool of its own, with no schedule or trigger: only
+    this test's workers run it."""
+    spec = yaml.safe_load(_deployment_file(work).read_text())
+    daily = spec["deployments"][0]
+    faults = {**daily, "name": "faults", "schedules": [], "triggers": [],
+              "work_pool": {**daily["work_pool"], "name": FAULTS_POOL}}  # fmt: skip
+    path = work / "prefect-faults.yaml"
+    path.write_text(yaml.safe_dump({**spec, "deployments": [faults]}, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the flow-run processes a worker started), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit():
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(proc.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_worker(worker: subprocess.Popen) -> None:
+    """SIGKILL the worker's process group and the group of every process below it (a flow run may run in a
+    session of its own), as a lost node would; returns once every one of them is gone."""
+    pids = [worker.pid, *_descendants(worker.pid)]
+    groups = set()
+    for pid in pids:
+        try:
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            continue
+    for pgid in groups - {os.getpgrp()}:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    worker.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids), "a process of the killed worker survived"
+
+
+def _mid_crawl(run_dir: Path, pages: int = 5) -> bool:
+    """Whether the run is in the middle of its crawl: ``pages`` URLs logged in its ``.partial`` output, no
+    crawl output committed yet."""
+    log = run_dir / "ingest" / "crawl.partial" / "fetch_log.jsonl"
+    try:
+        return len(log.read_bytes().splitlines()) >= pages and not (run_dir / "ingest" / "crawl").exists()
+    except OSError:
+        return False
+
+
+async def _wait_final(client, flow_run_id, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = await client.read_flow_run(flow_run_id)
+        if run.state.is_final():
+            return run
+        await asyncio.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} did not finish in {timeout} s: {run.state}")
+
+
+def _stage_outputs(root: Path, run_dir: Path) -> dict[str, list[str]]:
+    """The documents every stage after the crawl kept or dropped, line by line, by path in the run.
+
+    Two runs differ only in when a page was fetched (``metadata.fetched_at``, the WARC record's date), which
+    is blanked, and in their root folder (in ``metadata.file_path``), which reads ``<root>``: every other byte
+    of every line must match.
+    """
+    files = sorted(run_dir.glob("ingest/extract/**/*.jsonl.gz")) + sorted(run_dir.glob("curate/*/*/*.jsonl.gz"))
+    outputs = {}
+    for path in files:
+        lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+        outputs[path.relative_to(run_dir).as_posix()] = [
+            _FETCHED_AT.sub('"fetched_at":""', line).replace(str(root.resolve()), "<root>") for line in lines
+        ]
+    return outputs
+
+
+def _fetch_log(run_dir: Path) -> list[tuple[str, str]]:
+    """The crawl's log: each URL with why it was kept or not, in URL order."""
+    rows = [json.loads(line) for line in (run_dir / "ingest" / "crawl" / "fetch_log.jsonl").read_text().splitlines()]
+    return sorted((row["url"], row["reason"]) for row in rows)
+
+
+def _manifest_facts(run_dir: Path) -> dict[str, tuple]:
+    """What each stage's manifest says it did (key, counts, drop reasons), leaving out timings."""
+    facts = {}
+    for path in sorted(run_dir.glob("**/_manifest.json")):
+        manifest = json.loads(path.read_text())
+        summary = {k: v for k, v in manifest.get("summary", {}).items() if k in ("docs_in", "docs_out", "dropped")}
+        facts[path.parent.relative_to(run_dir).as_posix()] = (manifest.get("key"), summary)
+    return facts
+
+
+def test_a_worker_killed_mid_run_reruns_to_the_output_of_an_uninterrupted_run(server):
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    created = server.cli("work-pool", "create", FAULTS_POOL, "--type", "process")
+    assert created.returncode == 0, created.stdout + created.stderr
+    deployed = server.cli("--no-prompt", "deploy", "--prefect-file", str(_faults_deployment(server.work)), "--all")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    worker_args = [str(BIN / "prefect"), "worker", "start", "--pool", FAULTS_POOL, "--install-policy", "never"]
+    reference, killed = server.work / "uninterrupted", server.work / "killed"
+    run_id = "killed-mid-run"
+
+    def params(root: Path) -> dict:
+        # A generous page timeout: on a loaded machine a page that times out in one run only is no resume bug.
+        return {"overrides": [f"root={root}", f"run_id={run_id}", "ingest.sources.0.crawl.timeout_s=30"]}
+
+    async def scenario():
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(FAULTS_DEPLOYMENT)
+            first = server.background("faults-worker-1", worker_args, server.client_env)
+            ref = await client.create_flow_run_from_deployment(deployment.id, parameters=params(reference))
+            ref = await _wait_final(client, ref.id)
+            assert ref.state.is_completed(), (ref.state, server.log("faults-worker-1"))
+
+            doomed = await client.create_flow_run_from_deployment(deployment.id, parameters=params(killed))
+            run_dir, deadline = killed / "runs" / run_id, time.monotonic() + 300
+            while not _mid_crawl(run_dir) and time.monotonic() < deadline:
+                assert first.poll() is None, server.log("faults-worker-1")
+                await asyncio.sleep(0.02)
+            assert _mid_crawl(run_dir), "never caught the run mid-crawl\n" + server.log("faults-worker-1")
+            _kill_worker(first)
+            assert not (run_dir / "ingest" / "crawl").exists(), "killed after the crawl had committed"
+            assert (await client.read_flow_run(doomed.id)).state.is_running()  # nobody is left to report it
+            # What Prefect's missed-heartbeat automation or an operator does with a run whose worker is gone.
+            await client.set_flow_run_state(doomed.id, Crashed(message="worker lost"), force=True)
+            assert (await client.read_flow_run(doomed.id)).state.is_crashed()
+
+            server.background("faults-worker-2", worker_args, server.client_env)
+            again = await client.create_flow_run_from_deployment(deployment.id, parameters=params(killed))
+            again = await _wait_final(client, again.id)
+            assert again.state.is_completed(), (again.state, server.log("faults-worker-2"))
+
+    with server.settings():
+        asyncio.run(scenario())
+    got, want = killed / "runs" / run_id, reference / "runs" / run_id
+    assert not list(got.glob("**/*.partial")), "a .partial folder left over after the rerun"
+    assert _fetch_log(got) == _fetch_log(want), "every URL crawled once, with the same outcome"
+    assert _manifest_facts(got) == _manifest_facts(want)
+    outputs, expected = _stage_outputs(killed, got), _stage_outputs(reference, want)
+    assert sorted(outputs) == sorted(expected)
+    for name, data in expected.items():
+        assert outputs[name] == data, f"{name} differs from the uninterrupted run's"
+    curated = [json.loads(line)["id"] for name, lines in outputs.items()
+               if name.startswith("curate/decontaminate/documents") for line in lines]  # fmt: skip
+    assert curated and len(curated) == len(set(curated)), "no curated document missing or duplicated"

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 import cpt_core.train.loop as training
 from cpt_core.data.tokenize import TokenizeConfig, run_tokenize
+from cpt_core.faults import TransientError, is_transient
 from cpt_core.train.base_model import build_tiny_llama
 from cpt_core.train.checkpoint import claim_checkpoints
 from cpt_core.train.config import FINAL, METRICS, TrainConfig
@@ -287,3 +288,8 @@ def test_subprocess_failures_and_timeouts_are_reported(tmp_path):
     assert "line 10\n" not in str(err.value)  # only the last 40 lines
     with pytest.raises(TimeoutError, match="timeout_s=1s"):
         run_subprocess([sys.executable, "-c", "import time; time.sleep(30)"], 1, tmp_path, lambda *a: None)
+    # A trainer killed by a signal (the OOM killer, a preempted node) is worth a retry; its own exit code is not.
+    assert not is_transient(err.value)
+    killed = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    with pytest.raises(TransientError, match="exited with code -9"):
+        run_subprocess([sys.executable, "-c", killed], 60, tmp_path, lambda *a: None)
