@@ -73,8 +73,8 @@ def resolve_model_path(model_path: str | None) -> Path:
 class LocalFT176LID(FT176LID):
     """datatrove's fastText lid.176 backend, reading a local model file instead of downloading lid.176.bin."""
 
-    def __init__(self, model_path: str | Path, languages: list[str] | None = None) -> None:
-        super().__init__(languages)
+    def __init__(self, model_path: str | Path, languages: list[str] | None = None, k: int = -1) -> None:
+        super().__init__(languages, k=k)
         self.model_path = str(model_path)
 
     @property
@@ -102,8 +102,9 @@ class LanguageIdFilter(LanguageFunnelFilter, LanguageFilter):
         super().__init__(
             languages=languages, language_threshold=config.min_score, exclusion_writer=exclusion_writer
         )
-        # Score every language (languages=None), so the top label is the true top even when it is not wanted.
-        self.model = LocalFT176LID(resolve_model_path(config.model_path), languages=None)
+        # The top label over every language (languages=None), so it is the true top even when it is not
+        # wanted; k=1 asks fastText for that label alone rather than sorting all 176 scores.
+        self.model = LocalFT176LID(resolve_model_path(config.model_path), languages=None, k=1)
         self.wanted = set(config.languages)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
