@@ -102,12 +102,9 @@ class WarcFiles:
         self.writer.write_record(self.writer.create_warcinfo_record(name, info))
         self.fh.flush()
 
-    def write(self, url: str, res: Response, fetched_at: str) -> None:
-        """Append a request and a response record and flush them, so that a later log line is never ahead."""
-        self.append(page_records(url, res, fetched_at))
-
     def append(self, records: bytes) -> None:
-        """Append records ``page_records`` serialised (possibly in another process) and flush them."""
+        """Append records ``page_records`` serialised (possibly in another process) and flush them, so that a
+        later log line is never ahead."""
         self.fh.write(records)
         self.fh.flush()
         if self.fh.tell() >= self.rotate_bytes:

@@ -18,7 +18,7 @@ from cpt_core.ingest.crawl import CrawlConfig, crawl_with_state, run_crawl
 from cpt_core.ingest.crawl_db import CrawlDB
 from cpt_core.ingest.fetch import Response
 from cpt_core.ingest.urls import normalise_url
-from cpt_core.ingest.warc import WarcFiles
+from cpt_core.ingest.warc import WarcFiles, page_records
 from tests.ingest.conftest import serving
 
 KO_TEXT = "대한민국의 수도 서울에서는 오늘 새로운 시립 도서관이 문을 열었다. 시민들은 개관 첫날부터 많은 책을 빌려 갔다."
@@ -319,7 +319,7 @@ def test_warc_files_rotate(tmp_path):
     warc = WarcFiles(tmp_path / "warc", rotate_bytes=1)
     for i in range(2):
         res.body = f"<html><body>page {i}</body></html>".encode()
-        warc.write(f"http://example.com/{i}", res, "2025-01-01T00:00:00Z")
+        warc.append(page_records(f"http://example.com/{i}", res, "2025-01-01T00:00:00Z"))
     warc.close()
     assert warc.names == [f"warc/crawl-0000{i}.warc.gz" for i in range(3)]
     assert [u for u, _, _ in _warc_responses(tmp_path)] == ["http://example.com/0", "http://example.com/1"]
