@@ -38,10 +38,9 @@ from cpt_core.train.prepare import run_prepare_model
 from tasks.reporting import PrefectProgress, complete_progress, publish_stage, write_curate_report
 
 # Network and file-system hiccups are worth a retry; a bad config, bad data or a bug is not, and fails the
-# same way each time: only transient errors are retried (``transient_only``), few times and soon. These are
-# the defaults; a run's ``retry`` config section sets them per run (``with_retries``).
-RETRIES = RetryConfig().retries
-RETRY_DELAY_S = RetryConfig().delays()
+# same way each time: only transient errors are retried (``transient_only``), few times and soon. The tasks
+# are declared with ``RetryConfig``'s defaults; a run's ``retry`` config section sets them per run
+# (``with_retries``).
 
 
 def transient_only(task, task_run, state) -> bool:
@@ -53,13 +52,18 @@ def transient_only(task, task_run, state) -> bool:
     return retry
 
 
+def retry_options(cfg: RetryConfig, training: bool = False) -> dict:
+    """Prefect task options retrying transient errors as ``cfg`` says (training: ``cfg.train_retries`` times)."""
+    retries = cfg.train_retries if training else cfg.retries
+    return {"retries": retries, "retry_delay_seconds": cfg.delays(retries) or 0, "retry_condition_fn": transient_only}
+
+
 def with_retries(stage_task, cfg: RetryConfig):
-    """``stage_task`` retrying transient errors as ``cfg`` says (training: ``cfg.train_retries`` times)."""
-    retries = cfg.train_retries if stage_task.name == "train" else cfg.retries
-    return stage_task.with_options(retries=retries, retry_delay_seconds=cfg.delays(retries) or 0)
+    """``stage_task`` with the run's retry settings."""
+    return stage_task.with_options(**retry_options(cfg, training=stage_task.name == "train"))
 
 
-RETRYING = {"retries": RETRIES, "retry_delay_seconds": RETRY_DELAY_S, "retry_condition_fn": transient_only}
+RETRYING = retry_options(RetryConfig())
 
 
 def _finish(stage: str, layout: RunLayout, manifest: dict) -> dict:
@@ -277,7 +281,7 @@ def gpu_slot(name: str):
     return concurrency(name, occupy=1, strict=True)
 
 
-@task(name="train", **{**RETRYING, "retries": RetryConfig().train_retries})
+@task(name="train", **retry_options(RetryConfig(), training=True))
 def train_task(cfg: TrainConfig, layout: RunLayout, model_dir: str) -> dict:
     slot = cfg.gpu_slot.format(host=socket.gethostname())
     get_run_logger().info("train: waiting for the GPU slot %r (one training per machine)", slot)
