@@ -34,9 +34,11 @@ their documents are not lost -- and drops matches as ``duplicate_of_earlier_run`
 ``commit_dedup_index`` copies them into the state once the run's curation has succeeded. The exact index holds documents the
 later near step may still drop; they are near copies of something kept, so nothing is lost by remembering them.
 
-Trade-offs: everything lives in memory (a 128-permutation signature is 1 KB per document), which is simple
-and fast up to a few million documents; beyond that datatrove's multi-stage on-disk ``MinhashDedup*``
-pipeline is the tool. A step's key holds the list of runs it saw, which is pinned per run: a finished step
+Trade-offs: with ``backend: memory`` (this module) everything lives in memory (a 128-permutation signature
+is 1 KB per document, the shingle digests of this run's documents more), which is simple and fast up to a
+few million documents; ``backend: disk`` runs datatrove's multi-stage on-disk ``MinhashDedup*`` pipeline with
+the same shingles, bands and verification (``cpt_core.curate.minhash_disk``) and searches earlier runs'
+sorted exact hashes on disk (``cpt_core.curate.exact_disk``), so memory follows this run's input, not history. A step's key holds the list of runs it saw, which is pinned per run: a finished step
 is not redone just because another run finished since. Signatures made with other MinHash parameters (num_perm, seed,
 shingle sizes, shingling version) cannot be compared: such a run's accepted documents, still under its run
 folder, are signed again with the current settings and stored as its index (``earlier_runs_rebuilt``), so an

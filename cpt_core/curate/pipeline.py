@@ -23,7 +23,8 @@ one JSONL file (``cpt_core.curate.decontaminate``); that file is one of the step
 eval tasks redo it.
 
 Language ID, quality and decontamination run on the configured executor (any number of tasks); the dedup steps always run
-as one task, because "the first copy in input order is kept" needs one ordered pass.
+as one task, because "the first copy in input order is kept" needs one ordered pass (with
+``near_dedup.backend: disk``, datatrove's buckets stage in between runs one task per band on the executor).
 A disabled step copies its input documents through unchanged and still writes a manifest.
 """
 
