@@ -76,6 +76,10 @@ NEAR_FILE = "minhash.npz"
 # What a dedup step leaves in its index/ and the commit copies into <dedup_state>/<run>/: the memory backend's
 # file, the disk backend's folder (cpt_core.curate.exact_disk, cpt_core.curate.minhash_disk).
 INDEX_FILES = {"exact": (EXACT_FILE, "exact"), "near": (NEAR_FILE, "minhash")}
+# The default stays memory: on benchmarks/dedup_quality.py both reach F1 1.000, and on 1.4k documents the
+# near step costs the same CPU, but disk adds ~0.7 s CPU per step (one datatrove task per band) to small runs;
+# disk is the choice once history outgrows memory (its near step's memory grows ~1.5 KB per kept document of
+# this run, not ~29 KB per document of history).
 Backend = Literal["memory", "disk"]
 BACKEND_HELP = (
     "memory: every earlier run's index loaded into memory (fast; memory grows with history); disk: "
