@@ -1,6 +1,6 @@
 """Peak memory (RSS) of the curate stage at 1x and 4x a corpus, each size in a fresh process.
 
-    python benchmarks/curate_memory.py [--docs 500] [--ko-share 0.2] [--seed 0] 2>/dev/null
+    python benchmarks/curate_memory.py [--docs 500] [--ko-share 0.2] [--seed 0] [--backend memory|disk] 2>/dev/null
 
 Corpus: real English (Python docs prose) and Korean (LibreOffice help, Debian FAQ) documents from
 ``curate_corpus``, ``--ko-share`` Korean, with near-copies (15 %) and exact copies (5 %); the 4x corpus has 4x
@@ -17,6 +17,12 @@ Then, in this process, what the near-dedup step holds per kept document: a ``Nea
 near_dedup input of each size, its memory measured with ``tracemalloc`` (its LSH index, MinHash signatures
 and, for exact verification, each document's 64-bit shingle digests), which is what grows with the corpus;
 once more with ``exact_verify`` off, to split the digests from the signatures and LSH.
+
+``--backend`` picks the dedup backend of both dedup steps (``curate.exact_dedup.backend``,
+``curate.near_dedup.backend``). For either, the near_dedup step is also run alone on the near_dedup input of
+each size under ``tracemalloc``: its peak of Python allocations (the index, signatures, candidate groups; for
+the disk backend every datatrove stage it runs, in this process) is the index-related memory, and its growth
+from 1x to 4x is what a larger history or corpus costs.
 
 Last line: ``ratio`` = peak RSS at 4x / peak RSS at 1x (goal <= 1.3), the peaks in MB, and the near-dedup
 index's bytes per document.
@@ -43,6 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"language": {"languages": ["en", "ko"]}}
 
 
+def config(backend: str) -> dict:
+    return {**CONFIG, "exact_dedup": {"backend": backend}, "near_dedup": {"backend": backend}}
+
+
 def peak_mb() -> float:
     """This process's peak RSS, MB: ``VmHWM``, the high-water mark of its own address space. Not
     ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries the parent's RSS at fork into it across exec, so a
@@ -59,11 +69,11 @@ def warm_input(rows: list[dict], folder: Path) -> Path:
     return write_documents(folder, korean + [r for r in rows if r not in korean][:10])
 
 
-def child(source: Path, root: Path, warm: Path) -> None:
+def child(source: Path, root: Path, warm: Path, backend: str) -> None:
     """Curate ``source`` under ``root`` after a warm-up on ``warm``; print one JSON line of peak RSS figures."""
     from cpt_core.curate.pipeline import CurateConfig
 
-    cfg = CurateConfig.model_validate(CONFIG)
+    cfg = CurateConfig.model_validate(config(backend))
     imports_mb = peak_mb()
     curate(cfg, warm, root / "warm", "warm", STAGE_STEPS)
     report = {"imports_mb": imports_mb, "fixed_mb": peak_mb(), "steps": {}}
@@ -80,10 +90,10 @@ def child(source: Path, root: Path, warm: Path) -> None:
     print(json.dumps(report))
 
 
-def run_child(source: Path, root: Path, warm: Path) -> dict:
+def run_child(source: Path, root: Path, warm: Path, backend: str) -> dict:
     env_path = f"{ROOT}:{Path(__file__).resolve().parent}"
     proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(source), str(root), str(warm)],
+        [sys.executable, __file__, "--child", str(source), str(root), str(warm), "--backend", backend],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": env_path},
     )  # fmt: skip
     if proc.returncode:
@@ -113,16 +123,31 @@ def near_index_bytes(near_input: Path, exact_verify: bool = True) -> tuple[int, 
     return held, kept
 
 
+def near_step_peak(near_input: Path, backend: str) -> int:
+    """Peak Python allocations (bytes, ``tracemalloc``) of the near_dedup step run alone on ``near_input``."""
+    from cpt_core.curate.pipeline import CurateConfig, run_curate_step
+
+    cfg = CurateConfig.model_validate(config(backend))
+    with tempfile.TemporaryDirectory() as tmp:
+        run_curate_step("near_dedup", cfg, near_input, Path(tmp) / "warm", Path(tmp) / "state", "w", earlier_runs=[])
+        tracemalloc.start()
+        run_curate_step("near_dedup", cfg, near_input, Path(tmp) / "out", Path(tmp) / "state", "r", earlier_runs=[])
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=500, help="distinct documents at 1x (copies come on top)")
     ap.add_argument("--ko-share", type=float, default=0.2)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", choices=("memory", "disk"), default="memory", help="both dedup steps' backend")
     ap.add_argument("--child", nargs=3, type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return child(*args.child)
+        return child(*args.child, args.backend)
     reports = {}
     with tempfile.TemporaryDirectory() as tmp:
         warm = None
@@ -131,13 +156,14 @@ def main(argv: list[str] | None = None) -> None:
             rows = with_copies(originals(scale * args.docs, args.cache, rng, args.ko_share), rng)
             source = write_documents(Path(tmp) / f"x{scale}" / "extract", rows)
             warm = warm or warm_input(rows, Path(tmp) / "warm")
-            reports[scale] = run_child(source, Path(tmp) / f"x{scale}", warm)
+            reports[scale] = run_child(source, Path(tmp) / f"x{scale}", warm, args.backend)
             reports[scale]["rows"] = len(rows)
             near_input = Path(reports[scale]["near_input"])
             reports[scale]["near_bytes"], reports[scale]["near_kept"] = near_index_bytes(near_input)
             reports[scale]["lean_bytes"], _ = near_index_bytes(near_input, exact_verify=False)
+            reports[scale]["step_peak"] = near_step_peak(near_input, args.backend)
     print(f"curate stage peak RSS, fresh process per size, {args.docs} distinct documents at 1x "
-          f"({args.ko_share:.0%} Korean), seed {args.seed}")
+          f"({args.ko_share:.0%} Korean), seed {args.seed}, dedup backend {args.backend}")
     print("| | 1x | 4x |")
     print("|---|---|---|")
     r1, r4 = reports[1], reports[4]
@@ -156,11 +182,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| ... per kept document, KB | {per_doc[0] / 1024:.1f} | {per_doc[1] / 1024:.1f} |")
     lean = [r["lean_bytes"] / max(r["near_kept"], 1) / 1024 for r in (r1, r4)]
     print(f"| ... of which signatures + LSH (exact_verify off), KB per kept document | {lean[0]:.1f} | {lean[1]:.1f} |")
+    print(f"| near_dedup step alone ({args.backend} backend), peak traced allocations, MB | "
+          f"{r1['step_peak'] / 2**20:.2f} | {r4['step_peak'] / 2**20:.2f} |")
+    step_growth = (r4["step_peak"] - r1["step_peak"]) / max(r4["near_kept"] - r1["near_kept"], 1)
+    print(f"near_dedup step's index memory growth: {step_growth / 1024:.2f} KB per added kept document")
     ratio = r4["peak_mb"] / r1["peak_mb"]
     growth = (r4["peak_mb"] - r1["peak_mb"]) / max(r4["rows"] - r1["rows"], 1) * 1024
     print(f"peak growth: {growth:.1f} KB per added input document")
     print(f"ratio={ratio:.4f} peak_mb_1x={r1['peak_mb']:.1f} peak_mb_4x={r4['peak_mb']:.1f} "
-          f"fixed_mb={r1['fixed_mb']:.1f} near_index_kb_per_doc={per_doc[1] / 1024:.2f}")
+          f"fixed_mb={r1['fixed_mb']:.1f} near_index_kb_per_doc={per_doc[1] / 1024:.2f} "
+          f"near_step_growth_kb_per_doc={step_growth / 1024:.2f}")
 
 
 if __name__ == "__main__":

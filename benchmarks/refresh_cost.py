@@ -1,7 +1,12 @@
 """What a refresh pays for the history behind it: curating 10 % new documents against a committed history, vs
 curating the same 10 % alone on an empty root.
 
-    python benchmarks/refresh_cost.py [--history 1500] [--new-share 0.1] [--repeats 3] [--seed 0] 2>/dev/null
+    python benchmarks/refresh_cost.py [--history 1500] [--new-share 0.1] [--repeats 3] [--seed 0]
+        [--backend memory|disk] 2>/dev/null
+
+``--backend`` sets both dedup steps' backend (``curate.exact_dedup.backend``, ``curate.near_dedup.backend``):
+memory loads run 1's committed index; disk searches it where it lies (datatrove's buckets stage merges run 1's
+band index files as sorted streams, matches are looked up by binary search).
 
 Corpus: real English (Python docs prose) and Korean (LibreOffice help, Debian FAQ) documents from
 ``curate_corpus``, 20 % Korean. Run 1 (the history): ``--history`` distinct documents plus their near and
@@ -66,9 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", choices=("memory", "disk"), default="memory", help="both dedup steps' backend")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
-    cfg = CurateConfig.model_validate(CONFIG)
+    backend = {"backend": args.backend}
+    cfg = CurateConfig.model_validate({**CONFIG, "exact_dedup": backend, "near_dedup": backend})
     # Copies add ~20 % to run 1's input, so 1.3 x the share in distinct documents covers the refresh's 70 %.
     docs = originals(args.history + round(1.3 * args.new_share * args.history) + 1, args.cache, rng, 0.2)
     history, fresh = docs[: args.history], docs[args.history :]
@@ -93,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def report(args, run1: dict, refresh: dict, alone: dict, n_history: int, n_new: int) -> None:
     print(f"refresh cost: run 1 = {n_history} documents ({args.history} distinct + copies, 20 % Korean), "
-          f"refresh = {n_new} new documents, seed {args.seed}; CPU s of this process, best of {args.repeats}")
+          f"refresh = {n_new} new documents, seed {args.seed}, dedup backend {args.backend}; CPU s of this process, best of {args.repeats}")
     print("| step | run 1 (history) CPU s | refresh vs run 1's index CPU s | alone, empty root CPU s "
           "| refresh docs out (dropped as earlier-run duplicates) | alone docs out |")
     print("|---|---|---|---|---|---|")

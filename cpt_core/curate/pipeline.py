@@ -23,7 +23,8 @@ one JSONL file (``cpt_core.curate.decontaminate``); that file is one of the step
 eval tasks redo it.
 
 Language ID, quality and decontamination run on the configured executor (any number of tasks); the dedup steps always run
-as one task, because "the first copy in input order is kept" needs one ordered pass.
+as one task, because "the first copy in input order is kept" needs one ordered pass (with
+``near_dedup.backend: disk``, datatrove's buckets stage in between runs one task per band on the executor).
 A disabled step copies its input documents through unchanged and still writes a manifest.
 """
 
@@ -49,8 +50,10 @@ from cpt_core.curate.dedup import (
     NearDedupConfig,
     NearDedupFilter,
 )
+from cpt_core.curate.exact_disk import DiskExactDedupFilter
 from cpt_core.curate.funnel import by_language, passed_through
 from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
+from cpt_core.curate.minhash_disk import prepare_disk_near_dedup
 from cpt_core.curate.profile import CorpusProfileStep, Profile, merge_profile
 from cpt_core.curate.quality import QualityConfig, QualityFilter
 from cpt_core.curate.reader import CountingJsonlReader
@@ -175,7 +178,15 @@ def _step_filter(
         return QualityFilter(cfg.quality, exclusion_writer=excluded)
     index = partial / INDEX_DIR
     if step == "exact_dedup":
-        return ExactDedupFilter(dedup_state, earlier_runs, index, exclusion_writer=excluded)
+        exact = DiskExactDedupFilter if cfg.exact_dedup.backend == "disk" else ExactDedupFilter
+        return exact(dedup_state, earlier_runs, index, exclusion_writer=excluded)
+    if cfg.near_dedup.backend == "disk":
+        # stages 1-3 of datatrove's on-disk MinHash run now (a second read of the input); the filter is stage 4
+        reader = _reader(input_dir / DOCS, partial / "minhash_work" / UNREADABLE_DIR)
+        executor = cfg.executor.model_copy(update={"tasks": 1})
+        return prepare_disk_near_dedup(
+            cfg.near_dedup, reader, partial, dedup_state, earlier_runs, executor, excluded
+        )
     return NearDedupFilter(cfg.near_dedup, dedup_state, earlier_runs, index, exclusion_writer=excluded)
 
 

@@ -1,0 +1,122 @@
+"""Exact dedup on disk (``curate.exact_dedup.backend: disk``): earlier runs' hashes are searched where they lie.
+
+Same key and decisions as ``cpt_core.curate.dedup.ExactDedupFilter`` (sha256 of the case- and
+whitespace-folded text; the first copy in input order wins), but an earlier run's index is not loaded: each
+run commits ``exact/hashes.npy`` (its accepted sha256 digests in hex, sorted) and ``exact/ids.npy`` (the document
+ids in the same order), and a document's digest is looked up by binary search in each visible run's
+memory-mapped array, O(log n) page reads per run. Memory holds this run's digests only (the shard), never the
+history. A memory-backend run's ``exact.txt`` is still read (loaded and sorted, that run's size only), so
+switching backends keeps deduplicating against earlier runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.writers.disk_base import DiskWriter
+
+from cpt_core.curate.dedup import EXACT_FILE, normalise_text
+from cpt_core.curate.funnel import LanguageFunnelFilter
+
+EXACT_DIR = "exact"
+HASHES, IDS = "hashes.npy", "ids.npy"
+
+
+def _digest(text: str) -> bytes:
+    """The hex sha256 as bytes: fixed width, and no NUL bytes, which numpy's ``S`` arrays would strip."""
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest().encode("ascii")
+
+
+def _sorted_arrays(digests: list[bytes], ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    hashes = np.array(digests, dtype="S64") if digests else np.zeros(0, dtype="S64")
+    order = np.argsort(hashes, kind="stable")
+    id_array = np.array(ids, dtype=str) if ids else np.zeros(0, dtype="<U1")
+    return hashes[order], id_array[order]
+
+
+def load_run_index(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(sorted digests, ids) of one committed run: memory-mapped from ``exact/``, or built from the memory
+    backend's ``exact.txt``; None when the run has no exact index."""
+    folder = run_dir / EXACT_DIR
+    if (folder / HASHES).is_file():
+        return np.load(folder / HASHES, mmap_mode="r"), np.load(folder / IDS, mmap_mode="r")
+    text = run_dir / EXACT_FILE
+    if not text.is_file():
+        return None
+    digests, ids = [], []
+    with open(text, encoding="utf-8") as fh:
+        for line in fh:
+            digest, _, doc_id = line.rstrip("\n").partition("\t")
+            digests.append(digest.encode("ascii"))
+            ids.append(doc_id)
+    return _sorted_arrays(digests, ids)
+
+
+def write_run_index(folder: Path, accepted: dict[bytes, str]) -> None:
+    """This run's accepted digests as ``exact/hashes.npy`` + ``ids.npy`` (sorted, deterministic bytes)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hashes, ids = _sorted_arrays(list(accepted), list(accepted.values()))
+    np.save(folder / HASHES, hashes)
+    np.save(folder / IDS, ids)
+
+
+class DiskExactDedupFilter(LanguageFunnelFilter):
+    """Drops documents whose normalised text was already accepted, in this run or a visible earlier one."""
+
+    name = "🎯 Exact dedup (on disk)"
+
+    def __init__(
+        self,
+        dedup_state: str | Path,
+        earlier_runs: list[str],
+        index_dir: str | Path,
+        exclusion_writer: DiskWriter | None = None,
+    ):
+        super().__init__(exclusion_writer)
+        self.dedup_state = str(dedup_state)
+        self.earlier_runs = list(earlier_runs)
+        self.index_dir = str(index_dir)
+        self.earlier: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self.accepted: dict[bytes, str] = {}
+
+    def _open_earlier(self) -> None:
+        total = 0
+        for run in self.earlier_runs:
+            index = load_run_index(Path(self.dedup_state) / run)
+            if index is not None:
+                self.earlier.append((run, *index))
+                total += len(index[0])
+        self.stat_update("earlier_runs", value=len(self.earlier))
+        self.stat_update("earlier_exact_hashes", value=total)
+
+    def _find_earlier(self, digest: bytes) -> tuple[str, str] | None:
+        for run, hashes, ids in self.earlier:
+            pos = int(np.searchsorted(hashes, digest))
+            if pos < len(hashes) and hashes[pos] == digest:
+                return run, str(ids[pos])
+        return None
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        digest = _digest(doc.text)
+        if digest in self.accepted:
+            doc.metadata["duplicate_of"] = self.accepted[digest]
+            doc.metadata["duplicate_similarity"] = 1.0
+            return False, "exact_duplicate"
+        found = self._find_earlier(digest)
+        if found is not None:
+            doc.metadata["duplicate_of"] = found[1]
+            doc.metadata["duplicate_similarity"] = 1.0
+            doc.metadata["duplicate_of_run"] = found[0]
+            return False, "duplicate_of_earlier_run"
+        self.accepted[digest] = str(doc.id)
+        return True
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if world_size != 1:
+            raise ValueError("exact dedup must run as a single task: input order decides which copy is kept")
+        self._open_earlier()
+        yield from super().run(data, rank, world_size)
+        write_run_index(Path(self.index_dir) / EXACT_DIR, self.accepted)
