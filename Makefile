@@ -34,7 +34,7 @@ test: setup
 # The end-to-end tier: weekly refreshes, a real Prefect server on PostgreSQL, Slurm and Ray, multi-process
 # training. CI runs it after `make test`.
 test-slow: setup
-	$(BIN)/python -m pytest -q -m "slow or executors"
+	$(BIN)/python -m pytest -q -m "slow or executors" --durations=25
 
 lint: setup
 	$(BIN)/ruff check .
