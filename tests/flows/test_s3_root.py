@@ -69,8 +69,8 @@ def s3_runs(bucket, s3_endpoint, tiny_model, tmp_path_factory):
     config = small_config(f"s3://{BUCKET}/cpt", tiny_model)
     config = config.model_copy(update={"storage_options": {"endpoint_url": s3_endpoint}, "cache_dir": str(cache)})
     first = knowledge_refresh(config)
-    shutil.rmtree(cache)  # another worker: nothing local
-    second = knowledge_refresh(config)
+    shutil.rmtree(cache)  # another worker: nothing local, and its mirror at another path
+    second = knowledge_refresh(config.model_copy(update={"cache_dir": str(cache.with_name("elsewhere"))}))
     bucket.invalidate_cache()
     return first, second, cache
 
