@@ -155,6 +155,9 @@ def stage(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = log_progress(logging.getLogger(f"cptflow.{name.value}"))
     cfg = _with_crawl_overrides(_load(config, set_), seed, allow_host)
+    if is_remote(cfg.root):
+        typer.echo(f"root {cfg.root} is a URL: `cptflow stage` works on local folders (--set root=DIR)", err=True)
+        raise typer.Exit(2)
     try:
         with RootLock(cfg.root, run_id):
             manifest = _run_one_stage(name, cfg, input, output, model, heldout, state, run_id, progress)

@@ -131,3 +131,4 @@ def test_credentials_are_refused_in_the_config():
         validate_config({"root": "s3://b/cpt", "storage_options": {"key": "AKIA", "secret": "x"}})
     cfg = validate_config({"root": "s3://b/cpt", "storage_options": {"endpoint_url": "http://127.0.0.1:9"}})
     assert cfg.storage_options["endpoint_url"] == "http://127.0.0.1:9"
+
