@@ -24,6 +24,7 @@ from cpt_core.faults import RetryConfig
 from cpt_core.ingest.crawl import CrawlConfig
 from cpt_core.ingest.extract import ExtractConfig
 from cpt_core.ingest.sources import DemoSource, Source, WebSource, merge_crawls
+from cpt_core.storage import check_storage_options
 from cpt_core.synthesize.stage import SynthesizeConfig
 from cpt_core.train.base_model import BaseModelConfig
 from cpt_core.train.config import ModelConfig, TrainConfig
@@ -61,7 +62,15 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field("cpt", pattern=r"^[A-Za-z0-9_.-]+$")
-    root: str = Field("cptflow-data", description="folder holding runs/ and state/")
+    root: str = Field("cptflow-data", description="folder or fsspec URL (s3://bucket/prefix) holding runs/ and state/")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for a URL root (endpoint_url, client_kwargs, ...); credentials come from "
+        "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE), never from here",
+    )
+    cache_dir: str | None = Field(
+        None, description="local mirror of a URL root; default ~/.cache/cptflow/<hash of root>"
+    )
     run_id: str | None = Field(None, description="resume this run; default: a new UTC timestamp")
     knowledge_graph: str | None = Field(
         None, description="JSONL of dated facts, for synthetic QA lines and the fact probe"
@@ -76,6 +85,11 @@ class RunConfig(BaseModel):
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig, description="stage retries after transient errors")
+
+    @model_validator(mode="after")
+    def _check_storage(self) -> RunConfig:
+        check_storage_options(self.storage_options)
+        return self
 
     def with_run_id(self) -> RunConfig:
         """A copy whose ``run_id`` is set (a new timestamp when it was not)."""

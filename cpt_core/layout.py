@@ -117,3 +117,16 @@ class RunLayout:
     @property
     def registry(self) -> Path:
         return self.state / "registry.json"
+
+
+def run_relative_path(path: str | Path, run_id: str) -> str | None:
+    """``path`` relative to its root when it lies in ``runs/<run_id>/`` (``runs/<run_id>/model/final``), else None.
+
+    Paths kept in the state (the champion's model folder) are absolute; this finds the same folder under a
+    root that was moved or mirrored to another place.
+    """
+    parts = Path(path).parts
+    for i in range(len(parts) - 1):
+        if parts[i : i + 2] == ("runs", run_id):
+            return Path(*parts[i:]).as_posix()
+    return None

@@ -20,6 +20,8 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import NoReturn
@@ -29,6 +31,7 @@ import typer
 from cpt_core.config import ConfigError, RunConfig, load_config
 from cpt_core.layout import CURATE_STEPS
 from cpt_core.lock import RootBusyError, RootLock
+from cpt_core.storage import RootMirror, is_remote
 
 # Offline-friendly defaults for Prefect's embedded server; users' explicit settings win.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -89,6 +92,9 @@ def run(
     from flows.knowledge_refresh import knowledge_refresh
 
     try:
+        if fresh and is_remote(cfg.root):
+            typer.echo(f"--fresh clears a local root only; delete {cfg.root}/runs and state/ with your storage's tools")
+            raise typer.Exit(2)
         if fresh:
             with RootLock(cfg.root, "fresh"):
                 shutil.rmtree(Path(cfg.root) / "runs", ignore_errors=True)
@@ -149,6 +155,9 @@ def stage(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = log_progress(logging.getLogger(f"cptflow.{name.value}"))
     cfg = _with_crawl_overrides(_load(config, set_), seed, allow_host)
+    if is_remote(cfg.root):
+        typer.echo(f"root {cfg.root} is a URL: `cptflow stage` works on local folders (--set root=DIR)", err=True)
+        raise typer.Exit(2)
     try:
         with RootLock(cfg.root, run_id):
             manifest = _run_one_stage(name, cfg, input, output, model, heldout, state, run_id, progress)
@@ -300,13 +309,22 @@ def _secret_block(name: str) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-ROOT_HELP = "the data root holding runs/ and state/"
+ROOT_HELP = "the data root holding runs/ and state/ (a folder or, for ls and show, an fsspec URL)"
 
 
-def _registry(root: Path):
+@contextmanager
+def _registry(root: str):
+    """The root's registry; a URL root's (endpoint and credentials from AWS_ENDPOINT_URL etc.) read into a
+    scratch folder."""
     from cpt_core.evaluate.registry import Registry
 
-    return Registry(root.expanduser() / "state" / "registry.json")
+    if not is_remote(root):
+        yield Registry(Path(root).expanduser() / "state" / "registry.json")
+        return
+    with tempfile.TemporaryDirectory(prefix="cptflow-registry-") as scratch:
+        mirror = RootMirror(root, scratch)
+        mirror.pull("state/registry.json")
+        yield Registry(mirror.local / "state" / "registry.json")
 
 
 def _fail(err: Exception) -> NoReturn:
@@ -319,23 +337,25 @@ def _pct(x: float | None) -> str:
 
 
 @registry_app.command("ls")
-def registry_ls(root: Path = typer.Option(..., help=ROOT_HELP)) -> None:
+def registry_ls(root: str = typer.Option(..., help=ROOT_HELP)) -> None:
     """Every recorded run: gate verdict, parent, general bits/byte drift since the original base, folder."""
     from cpt_core.evaluate.registry import ChampionMissingError
 
-    registry = _registry(root)
-    try:
-        history, champion = registry.history(), registry.champion()
-    except ValueError as err:
-        _fail(err)
+    with _registry(root) as registry:
+        try:
+            history, champion = registry.history(), registry.champion()
+        except ValueError as err:
+            _fail(err)
     typer.echo(f"champion: {champion['run_id'] if champion else '(none: runs start from the base model)'}")
     for e in history:
         mark = "*" if champion and champion["run_id"] == e["run_id"] else " "
-        folder = "" if Path(e["model_dir"]).exists() else "  (model folder missing)"
+        folder = "" if is_remote(root) or Path(e["model_dir"]).exists() else "  (model folder missing)"
         typer.echo(
             f"{mark} {e['run_id']}  {'promoted' if e['promote'] else 'rejected'}  parent={e['parent_run_id'] or e['parent']}"
             f"  general_vs_base={_pct(e.get('general_bpb_rel_to_base'))}  {e['model_dir']}{folder}"
         )
+    if is_remote(root):  # the champion's folder is in the bucket; a run pulls it from there
+        return
     try:
         registry.champion_model()
     except ChampionMissingError as err:
@@ -343,24 +363,24 @@ def registry_ls(root: Path = typer.Option(..., help=ROOT_HELP)) -> None:
 
 
 @registry_app.command("show")
-def registry_show(run: str, root: Path = typer.Option(..., help=ROOT_HELP)) -> None:
+def registry_show(run: str, root: str = typer.Option(..., help=ROOT_HELP)) -> None:
     """One run's registry entry and its lineage back to the first base model, as JSON."""
-    registry = _registry(root)
-    try:
-        entry = registry.entry(run)
-        if entry is None:
-            raise KeyError(f"run {run!r} is not in the model registry {registry.path}")
-        lineage = [c["run_id"] or c["model"] for c in registry.lineage(run)]
-    except (KeyError, ValueError) as err:
-        _fail(err)
-    champion = registry.champion()
+    with _registry(root) as registry:
+        try:
+            entry = registry.entry(run)
+            if entry is None:
+                raise KeyError(f"run {run!r} is not in the model registry {root}")
+            lineage = [c["run_id"] or c["model"] for c in registry.lineage(run)]
+        except (KeyError, ValueError) as err:
+            _fail(err)
+        champion = registry.champion()
     is_champion = bool(champion and champion["run_id"] == run)
     typer.echo(json.dumps({**entry, "champion": is_champion, "lineage": lineage}, indent=2))
 
 
 @registry_app.command("reset-champion")
 def registry_reset_champion(
-    root: Path = typer.Option(..., help=ROOT_HELP),
+    root: str = typer.Option(..., help=ROOT_HELP),
     to: str | None = typer.Option(None, help="a promoted run whose model folder exists"),
     base: bool = typer.Option(False, help="no champion: the next run starts from the configured base model"),
 ) -> None:
@@ -368,7 +388,11 @@ def registry_reset_champion(
     if (to is None) == (not base):
         typer.echo("reset-champion needs exactly one of --to RUN or --base", err=True)
         raise typer.Exit(2)
-    registry = _registry(root)
+    if is_remote(root):
+        _fail(ValueError(f"reset-champion repairs a local root; {root} is a URL (edit its state/registry.json)"))
+    from cpt_core.evaluate.registry import Registry
+
+    registry = Registry(Path(root).expanduser() / "state" / "registry.json")
     if not registry.path.exists():
         _fail(FileNotFoundError(f"no model registry at {registry.path}"))
     try:

@@ -10,12 +10,11 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from cpt_core.config import RunConfig
-from cpt_core.layout import CURATE_STEPS, RunLayout
-from cpt_core.lock import RootLock
+from cpt_core.layout import CURATE_STEPS
 from flows.curate import curate_flow
 from flows.ingest import demo_sources, ingest_flow
 from flows.run_names import flow_run_name
-from flows.run_steps import flow_result, run_config, stage_manifests, with_snapshot
+from flows.run_steps import flow_result, open_run, run_config, stage_manifests, with_snapshot
 from tasks.reporting import write_run_report
 from tasks.stages import data_only_task, nothing_new_task
 
@@ -34,8 +33,7 @@ def data_refresh(
     as one more documents source, named ``snapshot_source``.
     """
     config = with_snapshot(run_config(config, overrides), snapshot, snapshot_source)
-    with RootLock(config.root, config.run_id):
-        layout = RunLayout.create(config.root, config.run_id)
+    with open_run(config) as layout:
         with demo_sources(config, layout) as served:
             ingest = ingest_flow(served, layout)
         curate = curate_flow(config, layout)

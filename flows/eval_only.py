@@ -16,9 +16,8 @@ from cpt_core.config import RunConfig
 from cpt_core.data.tokenize import HELDOUT_FILE
 from cpt_core.evaluate.registry import Registry
 from cpt_core.layout import RunLayout
-from cpt_core.lock import RootLock
 from flows.run_names import flow_run_name
-from flows.run_steps import flow_result, run_config, run_report_task
+from flows.run_steps import flow_result, open_run, run_config, run_report_task
 from tasks.stages import base_model_task, evaluate_task, promote_task, with_retries
 
 
@@ -51,8 +50,7 @@ def eval_only(
     model = Path(model_dir).expanduser().resolve()
     if not (model / "config.json").is_file():
         raise ValueError(f"model_dir: {model} is not a saved model folder (no config.json)")
-    with RootLock(config.root, config.run_id):
-        layout = RunLayout.create(config.root, config.run_id)
+    with open_run(config) as layout:
         domain = _heldout(layout, heldout)
         start = with_retries(base_model_task, config.retry)(config.base_model, layout)
         evaluate = with_retries(evaluate_task, config.retry)

@@ -12,11 +12,10 @@ from prefect import flow, get_run_logger
 
 from cpt_core.config import RunConfig
 from cpt_core.layout import CURATE_STEPS, RunLayout
-from cpt_core.lock import RootLock
 from flows.curate import curate_flow
 from flows.ingest import demo_sources, ingest_flow
 from flows.run_names import flow_run_name
-from flows.run_steps import flow_result, run_config, stage_manifests, train_and_evaluate
+from flows.run_steps import flow_result, open_run, run_config, stage_manifests, train_and_evaluate
 from tasks.reporting import write_run_report
 from tasks.stages import nothing_new_task
 
@@ -38,8 +37,7 @@ def knowledge_refresh(config: RunConfig, overrides: list[str] | None = None) -> 
     handy with ``prefect deployment run --param overrides='["train.lr=1e-4"]'``.
     """
     config = run_config(config, overrides)
-    with RootLock(config.root, config.run_id):
-        layout = RunLayout.create(config.root, config.run_id)
+    with open_run(config) as layout:
         return _refresh(config, layout)
 
 

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 
 from cpt_core.config import RunConfig, apply_overrides, validate_config
 from cpt_core.layout import RunLayout
+from cpt_core.storage import open_root
 from cpt_core.train.base_model import is_probably_instruct
 from flows.evaluate import evaluate_flow
 from flows.train import train_flow
@@ -33,6 +34,11 @@ def with_overrides(config: RunConfig, overrides: list[str] | None) -> RunConfig:
 def run_config(config: RunConfig, overrides: list[str] | None) -> RunConfig:
     """``config`` with its overrides applied and a run id (a timestamp unless given)."""
     return with_overrides(config, overrides).with_run_id()
+
+
+def open_run(config: RunConfig):
+    """Hold the run's root and yield its layout (a URL root through a local mirror, synced stage by stage)."""
+    return open_root(config.root, config.run_id, config.storage_options, config.cache_dir)
 
 
 def with_snapshot(config: RunConfig, snapshot: str | None, source: str) -> RunConfig:

@@ -9,23 +9,24 @@ tokenizer: a new run trains on it as it is.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 
 from cpt_core.config import RunConfig
 from cpt_core.layout import CURATE_STEPS, RunLayout
-from cpt_core.lock import RootLock
 from cpt_core.stage import read_manifest
 from flows.run_names import flow_run_name
-from flows.run_steps import train_and_evaluate, with_overrides
+from flows.run_steps import open_run, train_and_evaluate, with_overrides
 
 
 def _data_run_config(config: RunConfig, data_run: str) -> RunConfig:
     if config.run_id not in (None, data_run):
         raise ValueError(f"data_run: {data_run!r} continues that run; config.run_id {config.run_id!r} differs")
-    config = config.model_copy(update={"run_id": data_run})
-    kg = RunLayout(Path(config.root).expanduser().resolve(), data_run).sources / "knowledge_graph.jsonl"
+    return config.model_copy(update={"run_id": data_run})
+
+
+def _with_demo_graph(config: RunConfig, layout: RunLayout) -> RunConfig:
+    """``config`` with the knowledge graph the data run's demo site was built from, as its ingest saved it."""
+    kg = layout.sources / "knowledge_graph.jsonl"
     demo = config.ingest.demo
     if config.knowledge_graph is None and demo is not None and demo.knowledge_graph and kg.is_file():
         config = config.model_copy(update={"knowledge_graph": str(kg)})  # the demo site's graph, as ingest saved it
@@ -56,8 +57,9 @@ def train_eval(
         raise ValueError("train-eval needs exactly one of the parameters data_run (a run id) and shards (a folder)")
     config = with_overrides(config, overrides)
     config = config.with_run_id() if data_run is None else _data_run_config(config, data_run)
-    with RootLock(config.root, config.run_id):
-        layout = RunLayout.create(config.root, config.run_id)
+    with open_run(config) as layout:
         get_run_logger().info("train-eval %s under %s", config.run_id, layout.run)
-        earlier = _earlier_stages(layout, data_run) if data_run is not None else {}
+        earlier = {}
+        if data_run is not None:
+            earlier, config = _earlier_stages(layout, data_run), _with_demo_graph(config, layout)
         return train_and_evaluate(config, layout, earlier, shards=shards)

@@ -30,6 +30,7 @@ from cpt_core.layout import RunLayout
 from cpt_core.report.model_card import write_model_card
 from cpt_core.stage import MANIFEST, read_manifest
 from cpt_core.state import record_outcome, visible_runs
+from cpt_core.storage import sync_stage
 from cpt_core.synthesize.stage import PROBE_FILE, SynthesizeConfig, run_synthesize
 from cpt_core.train.base_model import BaseModelConfig, resolve_base_model
 from cpt_core.train.config import ModelConfig, TrainConfig
@@ -68,6 +69,7 @@ RETRYING = retry_options(RetryConfig())
 
 def _finish(stage: str, layout: RunLayout, manifest: dict) -> dict:
     publish_stage(stage, layout.run_id, manifest, layout.report)
+    sync_stage(layout)  # a URL root gets the stage's output (and the state it added) now, not at the run's end
     return manifest
 
 

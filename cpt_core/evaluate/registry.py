@@ -33,6 +33,7 @@ from cpt_core.evaluate.gate import Decision, PromoteConfig, compound, decide, sa
 from cpt_core.evaluate.stage import eval_delta, load_results
 from cpt_core.faults import fault_point
 from cpt_core.io import atomic_write_json
+from cpt_core.layout import run_relative_path
 from cpt_core.stage import config_hash, run_stage
 
 METRICS = ("domain_bpb", "general_bpb", "probe_acc")
@@ -129,6 +130,9 @@ class Registry:
         if champion is None or Path(champion["model_dir"]).exists():
             return champion
         root = self.path.parent.parent
+        moved = run_relative_path(champion["model_dir"], champion["run_id"])
+        if moved is not None and (root / moved).exists():  # the root was moved, or is a mirror of a URL root
+            return {**champion, "model_dir": str(root / moved)}
         raise ChampionMissingError(
             f"the champion {champion['run_id']} in the model registry {self.path} points to the model folder "
             f"{champion['model_dir']}, which no longer exists. Repair the pointer: "

@@ -237,3 +237,12 @@ def test_a_snapshot_becomes_one_more_documents_source(tmp_path):
     assert len(added) == len(config.ingest.sources) + 1
     assert isinstance(added[-1], DocumentsSource) and added[-1].name == "wiki"
     assert added[-1].path == str(tmp_path / "export")
+
+
+def test_commands_that_need_a_local_root_refuse_a_url(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("root: s3://bucket/cpt\n")
+    result = runner.invoke(app, ["stage", "crawl", "--config", str(recipe), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "local folders" in result.output
+    result = runner.invoke(app, ["run", str(recipe), "--fresh"])
+    assert result.exit_code == 2 and "local root only" in result.output
