@@ -38,6 +38,10 @@ BIN = Path(sys.executable).parent
 AUTH = "cptflow:s3cret-for-tests"
 POOL = "cptflow-process"
 DEPLOYMENT = "data-refresh/daily"
+# Flow-run heartbeats as often as Prefect allows (30 s), and the crash automation's silence window at three
+# beats: a killed run is marked Crashed within about 95 s.
+HEARTBEAT_S = 30
+SILENCE_S = 3 * HEARTBEAT_S
 # A smaller site than the other flow tests: no slow page, so the crawl ends in seconds.
 SITE = {"seed": 3, "n_facts": 8, "korean_share": 0.25}
 
@@ -119,10 +123,12 @@ class Server:
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
+        # The UI calls PREFECT_UI_API_URL, which `--port` does not change (it defaults to port 4200).
         self.server_env = {**base, **common, "PREFECT_API_DATABASE_CONNECTION_URL": db_url,
-                           "PREFECT_SERVER_API_AUTH_STRING": AUTH}  # fmt: skip
+                           "PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_UI_API_URL": self.url}  # fmt: skip
         self.client_env = {**base, **common, "PREFECT_API_URL": self.url, "PREFECT_API_AUTH_STRING": AUTH,
-                           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}  # fmt: skip
+                           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+                           "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}  # fmt: skip
         self.procs: list[subprocess.Popen] = []
 
     def background(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
@@ -397,6 +403,31 @@ def _mid_crawl(run_dir: Path, pages: int = 5) -> bool:
         return False
 
 
+def _create_crash_automation(server) -> None:
+    """deployments/automations.yaml as `prefect automation create` makes it, with this test's silence window."""
+    spec = yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())
+    for automation in spec["automations"]:
+        window = automation["trigger"]["within"]
+        automation["trigger"]["within"] = SILENCE_S
+        for action in automation["actions"]:
+            action["message"] = action["message"].replace(f"{window} s", f"{SILENCE_S} s")
+    path = server.work / "automations.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    created = server.cli("automation", "create", "--from-file", str(path))
+    assert created.returncode == 0, created.stdout + created.stderr
+
+
+async def _wait_crashed(client, flow_run_id, timeout: float = SILENCE_S + 120):
+    """The run, once the heartbeat automation has marked it Crashed (nobody else sets its state)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = await client.read_flow_run(flow_run_id)
+        if not run.state.is_running():
+            return run
+        await asyncio.sleep(2)
+    raise AssertionError(f"flow run {flow_run_id} still {run.state.name} {timeout} s after its worker was killed")
+
+
 async def _wait_final(client, flow_run_id, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -442,8 +473,8 @@ def _manifest_facts(run_dir: Path) -> dict[str, tuple]:
 
 def test_a_worker_killed_mid_run_reruns_to_the_output_of_an_uninterrupted_run(server):
     from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
 
+    _create_crash_automation(server)
     created = server.cli("work-pool", "create", FAULTS_POOL, "--type", "process")
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = server.cli("--no-prompt", "deploy", "--prefect-file", str(_faults_deployment(server.work)), "--all")
@@ -473,9 +504,9 @@ def test_a_worker_killed_mid_run_reruns_to_the_output_of_an_uninterrupted_run(se
             _kill_worker(first)
             assert not (run_dir / "ingest" / "crawl").exists(), "killed after the crawl had committed"
             assert (await client.read_flow_run(doomed.id)).state.is_running()  # nobody is left to report it
-            # What Prefect's missed-heartbeat automation or an operator does with a run whose worker is gone.
-            await client.set_flow_run_state(doomed.id, Crashed(message="worker lost"), force=True)
-            assert (await client.read_flow_run(doomed.id)).state.is_crashed()
+            # The heartbeats stopped with the worker: the repository's automation marks the run Crashed.
+            lost = await _wait_crashed(client, doomed.id)
+            assert lost.state.is_crashed() and "No heartbeat" in (lost.state.message or ""), lost.state
 
             server.background("faults-worker-2", worker_args, server.client_env)
             again = await client.create_flow_run_from_deployment(deployment.id, parameters=params(killed))
