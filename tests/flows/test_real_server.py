@@ -327,6 +327,69 @@ def test_snapshot_event_triggers_a_data_refresh(server):
     assert run.state.is_completed(), (run.state, server.log("worker"))
 
 
+# --- What a person sees in the UI -------------------------------------------------------------------------
+
+
+def _assert_screenshot(path: Path) -> None:
+    """A real page: a PNG of the window's size with more than a blank background."""
+    from PIL import Image
+
+    from benchmarks.ui_screenshots import WINDOW
+
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "PNG" and image.size == WINDOW, (image.format, image.size)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 20, f"{path.name}: {len(colours)} colours, a blank page"
+
+
+def test_the_ui_shows_the_run_by_its_run_id_and_its_report_without_broken_images(server, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from benchmarks.ui_screenshots import Chromium, find_chromium, run_artifacts
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium on PATH (apt-get install -y chromium): the UI is not looked at")
+
+    async def finished():
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(DEPLOYMENT)
+            created = await client.create_flow_run_from_deployment(deployment.id,
+                                                                   parameters={"overrides": ["run_id=ui-run"]})  # fmt: skip
+            run = await _wait_final(client, created.id)
+            return created.name, run, await run_artifacts(client, run.id)
+
+    with server.settings():
+        random_name, run, artifacts = asyncio.run(finished())
+    assert run.state.is_completed(), (run.state, server.log("worker"))
+    assert run.name == "data-refresh-ui-run" != random_name  # the server's name until the flow renamed it
+    report = next(a for a in artifacts if a.key == "ui-run-run-report")
+    progress = [a for a in artifacts if a.type == "progress"]
+    assert progress and all(a.data == 100 for a in progress), [(a.key, a.data) for a in progress]
+
+    base = server.url.removesuffix("/api")
+    with Chromium(binary, auth=AUTH) as browser:
+        # The page with its logs. The server's random name is the run's name until the flow starts and renames
+        # it, so the worker's first log lines carry it; the page's heading (above the Logs tab) must not.
+        assert browser.open(f"{base}/runs/flow-run/{run.id}", ready="document.body.innerText.includes("
+                            "'data-refresh-ui-run') && document.body.innerText.includes('Finished in')"), \
+            browser.text()[:2000]  # fmt: skip
+        browser.screenshot(tmp_path / "flow_run.png")
+        assert "data-refresh-ui-run" in browser.dom() and "Completed" in browser.text()
+        heading = browser.text().split("\nLogs\n")[0]
+        assert "data-refresh-ui-run" in heading and random_name not in heading, heading
+        assert browser.open(f"{base}/runs", ready="document.body.innerText.includes('data-refresh-ui-run')")
+        assert random_name not in browser.dom()
+        assert browser.open(f"{base}/artifacts/artifact/{report.id}",
+                            ready="document.body.innerText.includes('Plots') && document.images.length > 0"), browser.text()[:2000]
+        browser.screenshot(tmp_path / "report.png")
+        assert browser.broken_images() == []
+        assert browser.evaluate("Array.from(document.images).filter(i => i.naturalWidth > 0).length") >= 1
+    for name in ("flow_run.png", "report.png"):
+        _assert_screenshot(tmp_path / name)
+
+
 # --- A worker killed in the middle of a run ---------------------------------------------------------------
 
 FAULTS_POOL = "cptflow-faults"
