@@ -32,7 +32,7 @@ step() { printf '%-40s %6.1fs\n' "$1" "$(python -c "import time; print(time.time
 
 PORT=$(free_port)
 t=$(date +%s.%N)
-setsid prefect server start --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
+PREFECT_UI_API_URL="http://127.0.0.1:$PORT/api" setsid prefect server start --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 disown  # cleanup() stops it; no job-control notice
 export PREFECT_API_URL="http://127.0.0.1:$PORT/api"

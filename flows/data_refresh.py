@@ -41,6 +41,7 @@ def data_refresh(
         empty = curated["summary"].get("docs_out", 0) == 0
         decision = nothing_new_task(layout, curated) if empty else data_only_task(layout, curated)
         stages = stage_manifests(ingest, curate)
-        report = write_run_report(layout, stages, config.base_model.source, decision["reasons"])
+        # No model is involved: the outcome is the report's decision, not a warning.
+        report = write_run_report(layout, stages, "", [], decision)
         get_run_logger().info("run %s finished: %s; report %s", config.run_id, decision["outcome"], report)
         return flow_result(config, layout, stages, report, decision["outcome"], None)

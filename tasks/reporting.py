@@ -137,8 +137,11 @@ def png_markdown(path: Path, title: str) -> str:
     return f"![{title}]({png_data_url(path)})"
 
 
-def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) -> Path:
-    """The final report: per-stage table, base vs trained, decision; loss curve and eval deltas as images."""
+def write_run_report(layout, stages: dict, base_model: str, notes: list[str], decision: dict | None = None) -> Path:
+    """The final report: per-stage table, base vs trained, decision; loss curve and eval deltas as images.
+
+    ``decision`` is the run's outcome when no promote stage wrote one (a data refresh); ``base_model`` is empty
+    for a run that involves no model."""
     import json
 
     from cpt_core.report.markdown import run_markdown
@@ -147,7 +150,9 @@ def write_run_report(layout, stages: dict, base_model: str, notes: list[str]) ->
     results_path = layout.eval / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     decision_path = layout.run / "promote" / "decision.json"
-    decision = json.loads(decision_path.read_text()) if decision_path.exists() else {}
+    if decision_path.exists():
+        decision = json.loads(decision_path.read_text())
+    decision = decision or {}
     images = []
     funnel = docs_per_stage_png(stages, layout.report / "docs_per_stage.png")
     if funnel is not None:

@@ -278,7 +278,7 @@ def run_markdown(
             images["Training loss"] = LOSS_PNG
         if results:
             images["Base vs trained"] = EVAL_PNG
-    parts = [f"# Run `{run_id}`", "", f"Started from: `{base_model}`", ""]
+    parts = [f"# Run `{run_id}`", ""] + ([f"Started from: `{base_model}`", ""] if base_model else [])
     if notes:
         parts += ["## Warnings", ""] + [f"- **Warning:** {note}" for note in notes] + [""]
     if artifact_failures is not None:
@@ -309,6 +309,8 @@ def run_markdown(
         verdict = "**Promoted** to champion" if decision.get("promote") else "**Not promoted**"
         if decision.get("outcome") == "nothing_new":
             verdict = "**Nothing new**: no training, no evaluation, nothing to promote"
+        elif decision.get("outcome") == "data_only":
+            verdict = "**Data only**: curated for a later train-eval run; no training, no evaluation, nothing to promote"
         parts += [verdict, ""] + [f"- {fmt(reason)}" for reason in decision.get("reasons", [])]
     else:
         parts.append("No promotion decision was made.")

@@ -1,5 +1,6 @@
-"""deployments/prefect.yaml: up to date with its generator, every entrypoint imports, every deployment's
-parameters pass its flow's parameter schema, and a bad parameter is rejected naming the field."""
+"""deployments/prefect.yaml and automations.yaml: up to date with their generator, every entrypoint imports,
+every deployment's parameters pass its flow's parameter schema, and a bad parameter is rejected naming the
+field; the automations are valid Prefect automations."""
 
 from __future__ import annotations
 
@@ -34,6 +35,19 @@ def _flow(entrypoint: str):
 
 def test_prefect_yaml_is_what_the_generator_writes():
     assert PREFECT_YAML.read_text() == _render_module().render(), "run `python deployments/render.py`"
+
+
+def test_automations_yaml_is_what_the_generator_writes_and_prefect_accepts_it():
+    from prefect.events.schemas.automations import AutomationCore, Posture
+
+    path = ROOT / "deployments" / "automations.yaml"
+    assert path.read_text() == _render_module().render_automations(), "run `python deployments/render.py`"
+    (crash,) = [AutomationCore.model_validate(a) for a in yaml.safe_load(path.read_text())["automations"]]
+    trigger = crash.trigger
+    assert trigger.posture == Posture.Proactive and trigger.after == {"prefect.flow-run.heartbeat"}
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed"} <= trigger.expect
+    assert trigger.for_each == {"prefect.resource.id"} and trigger.within.total_seconds() == 180
+    assert crash.actions[0].type == "change-flow-run-state" and crash.actions[0].state.value == "CRASHED"
 
 
 def test_every_flow_recipe_and_schedule_is_deployed():

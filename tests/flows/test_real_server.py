@@ -38,6 +38,10 @@ BIN = Path(sys.executable).parent
 AUTH = "cptflow:s3cret-for-tests"
 POOL = "cptflow-process"
 DEPLOYMENT = "data-refresh/daily"
+# Flow-run heartbeats as often as Prefect allows (30 s), and the crash automation's silence window at three
+# beats: a killed run is marked Crashed within about 95 s.
+HEARTBEAT_S = 30
+SILENCE_S = 3 * HEARTBEAT_S
 # A smaller site than the other flow tests: no slow page, so the crawl ends in seconds.
 SITE = {"seed": 3, "n_facts": 8, "korean_share": 0.25}
 
@@ -119,10 +123,12 @@ class Server:
             "HF_HUB_OFFLINE": "1",
             "TOKENIZERS_PARALLELISM": "false",
         }
+        # The UI calls PREFECT_UI_API_URL, which `--port` does not change (it defaults to port 4200).
         self.server_env = {**base, **common, "PREFECT_API_DATABASE_CONNECTION_URL": db_url,
-                           "PREFECT_SERVER_API_AUTH_STRING": AUTH}  # fmt: skip
+                           "PREFECT_SERVER_API_AUTH_STRING": AUTH, "PREFECT_UI_API_URL": self.url}  # fmt: skip
         self.client_env = {**base, **common, "PREFECT_API_URL": self.url, "PREFECT_API_AUTH_STRING": AUTH,
-                           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}  # fmt: skip
+                           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+                           "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}  # fmt: skip
         self.procs: list[subprocess.Popen] = []
 
     def background(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
@@ -321,6 +327,69 @@ def test_snapshot_event_triggers_a_data_refresh(server):
     assert run.state.is_completed(), (run.state, server.log("worker"))
 
 
+# --- What a person sees in the UI -------------------------------------------------------------------------
+
+
+def _assert_screenshot(path: Path) -> None:
+    """A real page: a PNG of the window's size with more than a blank background."""
+    from PIL import Image
+
+    from benchmarks.ui_screenshots import WINDOW
+
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "PNG" and image.size == WINDOW, (image.format, image.size)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 20, f"{path.name}: {len(colours)} colours, a blank page"
+
+
+def test_the_ui_shows_the_run_by_its_run_id_and_its_report_without_broken_images(server, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from benchmarks.ui_screenshots import Chromium, find_chromium, run_artifacts
+
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium on PATH (apt-get install -y chromium): the UI is not looked at")
+
+    async def finished():
+        async with get_client() as client:
+            deployment = await client.read_deployment_by_name(DEPLOYMENT)
+            created = await client.create_flow_run_from_deployment(deployment.id,
+                                                                   parameters={"overrides": ["run_id=ui-run"]})  # fmt: skip
+            run = await _wait_final(client, created.id)
+            return created.name, run, await run_artifacts(client, run.id)
+
+    with server.settings():
+        random_name, run, artifacts = asyncio.run(finished())
+    assert run.state.is_completed(), (run.state, server.log("worker"))
+    assert run.name == "data-refresh-ui-run" != random_name  # the server's name until the flow renamed it
+    report = next(a for a in artifacts if a.key == "ui-run-run-report")
+    progress = [a for a in artifacts if a.type == "progress"]
+    assert progress and all(a.data == 100 for a in progress), [(a.key, a.data) for a in progress]
+
+    base = server.url.removesuffix("/api")
+    with Chromium(binary, auth=AUTH) as browser:
+        # The page with its logs. The server's random name is the run's name until the flow starts and renames
+        # it, so the worker's first log lines carry it; the page's heading (above the Logs tab) must not.
+        assert browser.open(f"{base}/runs/flow-run/{run.id}", ready="document.body.innerText.includes("
+                            "'data-refresh-ui-run') && document.body.innerText.includes('Finished in')"), \
+            browser.text()[:2000]  # fmt: skip
+        browser.screenshot(tmp_path / "flow_run.png")
+        assert "data-refresh-ui-run" in browser.dom() and "Completed" in browser.text()
+        heading = browser.text().split("\nLogs\n")[0]
+        assert "data-refresh-ui-run" in heading and random_name not in heading, heading
+        assert browser.open(f"{base}/runs", ready="document.body.innerText.includes('data-refresh-ui-run')")
+        assert random_name not in browser.dom()
+        assert browser.open(f"{base}/artifacts/artifact/{report.id}",
+                            ready="document.body.innerText.includes('Plots') && document.images.length > 0"), browser.text()[:2000]
+        browser.screenshot(tmp_path / "report.png")
+        assert browser.broken_images() == []
+        assert browser.evaluate("Array.from(document.images).filter(i => i.naturalWidth > 0).length") >= 1
+    for name in ("flow_run.png", "report.png"):
+        _assert_screenshot(tmp_path / name)
+
+
 # --- A worker killed in the middle of a run ---------------------------------------------------------------
 
 FAULTS_POOL = "cptflow-faults"
@@ -397,6 +466,31 @@ def _mid_crawl(run_dir: Path, pages: int = 5) -> bool:
         return False
 
 
+def _create_crash_automation(server) -> None:
+    """deployments/automations.yaml as `prefect automation create` makes it, with this test's silence window."""
+    spec = yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())
+    for automation in spec["automations"]:
+        window = automation["trigger"]["within"]
+        automation["trigger"]["within"] = SILENCE_S
+        for action in automation["actions"]:
+            action["message"] = action["message"].replace(f"{window} s", f"{SILENCE_S} s")
+    path = server.work / "automations.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    created = server.cli("automation", "create", "--from-file", str(path))
+    assert created.returncode == 0, created.stdout + created.stderr
+
+
+async def _wait_crashed(client, flow_run_id, timeout: float = SILENCE_S + 120):
+    """The run, once the heartbeat automation has marked it Crashed (nobody else sets its state)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = await client.read_flow_run(flow_run_id)
+        if not run.state.is_running():
+            return run
+        await asyncio.sleep(2)
+    raise AssertionError(f"flow run {flow_run_id} still {run.state.name} {timeout} s after its worker was killed")
+
+
 async def _wait_final(client, flow_run_id, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -442,8 +536,8 @@ def _manifest_facts(run_dir: Path) -> dict[str, tuple]:
 
 def test_a_worker_killed_mid_run_reruns_to_the_output_of_an_uninterrupted_run(server):
     from prefect.client.orchestration import get_client
-    from prefect.states import Crashed
 
+    _create_crash_automation(server)
     created = server.cli("work-pool", "create", FAULTS_POOL, "--type", "process")
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = server.cli("--no-prompt", "deploy", "--prefect-file", str(_faults_deployment(server.work)), "--all")
@@ -473,9 +567,9 @@ def test_a_worker_killed_mid_run_reruns_to_the_output_of_an_uninterrupted_run(se
             _kill_worker(first)
             assert not (run_dir / "ingest" / "crawl").exists(), "killed after the crawl had committed"
             assert (await client.read_flow_run(doomed.id)).state.is_running()  # nobody is left to report it
-            # What Prefect's missed-heartbeat automation or an operator does with a run whose worker is gone.
-            await client.set_flow_run_state(doomed.id, Crashed(message="worker lost"), force=True)
-            assert (await client.read_flow_run(doomed.id)).state.is_crashed()
+            # The heartbeats stopped with the worker: the repository's automation marks the run Crashed.
+            lost = await _wait_crashed(client, doomed.id)
+            assert lost.state.is_crashed() and "No heartbeat" in (lost.state.message or ""), lost.state
 
             server.background("faults-worker-2", worker_args, server.client_env)
             again = await client.create_flow_run_from_deployment(deployment.id, parameters=params(killed))

@@ -32,7 +32,8 @@ def test_data_refresh_curates_records_data_only_and_trains_nothing(data_run):
     # The next run sees its crawl and dedup state, but the registry holds no model.
     assert visible_runs(layout.state, "later") == ["d1"]
     assert not layout.registry.exists() or json.loads(layout.registry.read_text())["champion"] is None
-    assert "train-eval" in (layout.report / "run_report.md").read_text()
+    report = (layout.report / "run_report.md").read_text()
+    assert "**Data only**" in report and "train-eval" in report and "Warning" not in report
     # The curate flow's own report: the per-language funnel, the accepted corpus's profile, the plot beside it.
     curate = (layout.report / "curate.md").read_text()
     assert "| step | language | in | out | dropped | dropped by reason |" in curate and "### By host" in curate

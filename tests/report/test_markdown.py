@@ -90,6 +90,13 @@ def test_run_markdown_has_stages_numbers_decision_warnings_and_images(tmp_path):
     assert "No evaluation results." in bare and "No promotion decision" in bare and "![" not in bare
 
 
+def test_a_data_refresh_report_states_its_outcome_as_the_decision_not_as_a_warning():
+    reason = "data refresh: 11 curated documents kept for a later train-eval run; no model trained"
+    md = run_markdown("d-1", {}, {}, {"promote": False, "outcome": "data_only", "reasons": [reason]}, "", [])
+    assert "**Data only**" in md and f"- {reason}" in md
+    assert "Warning" not in md and "Started from" not in md and "No promotion decision" not in md
+
+
 def test_write_report_is_atomic(tmp_path):
     path = write_report(tmp_path / "report", "run.md", "# hi\n")
     assert path.read_text() == "# hi\n"
