@@ -5,6 +5,10 @@
 #
 #   benchmarks/deployment_roundtrip.sh          # quick: the demo recipe on a tiny model, few steps
 #   benchmarks/deployment_roundtrip.sh --full   # the deployment's default parameters (the whole demo)
+#   benchmarks/deployment_roundtrip.sh [--full] --postgres   # the production server: PostgreSQL + basic auth
+# With --postgres a throwaway PostgreSQL cluster (initdb in a temp dir, its own port; run as the `postgres`
+# user when this runs as root) holds the server's database, and the API takes basic auth, as in README.
+# At the end the run's report prints its decision (the gate, with the confidence intervals).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
@@ -24,11 +28,41 @@ cleanup() {
     sleep 0.5
   done
   for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  if [ -n "${PG_PID:-}" ]; then  # PostgreSQL's "fast" shutdown, before its data folder goes
+    kill -INT "$PG_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.2; done
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+FULL=0 POSTGRES=0
+for arg in "$@"; do
+  case "$arg" in
+    --full) FULL=1 ;;
+    --postgres) POSTGRES=1 ;;
+    *) echo "usage: $0 [--full] [--postgres]" >&2; exit 2 ;;
+  esac
+done
 free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 step() { printf '%-40s %6.1fs\n' "$1" "$(python -c "import time; print(time.time()-$2)")"; }
+
+if [ $POSTGRES = 1 ]; then
+  t=$(date +%s.%N)
+  PG_BIN=$(dirname "$(readlink -f "$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")")
+  PG_PORT=$(free_port)
+  mkdir -p "$WORK/pg"
+  AS_PG=()
+  if [ "$(id -u)" = 0 ]; then chmod 711 "$WORK"; chown postgres "$WORK/pg"; AS_PG=(runuser -u postgres --); fi
+  "${AS_PG[@]}" "$PG_BIN/initdb" -D "$WORK/pg/data" -A trust -U postgres --no-sync >/dev/null
+  "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/pg.log" -w start \
+    -o "-p $PG_PORT -k $WORK/pg -c listen_addresses=127.0.0.1" >/dev/null
+  PG_PID=$(head -n 1 "$WORK/pg/data/postmaster.pid")
+  "${AS_PG[@]}" "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "create database prefect"
+  export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/prefect"
+  export PREFECT_SERVER_API_AUTH_STRING="admin:$(python -c 'import secrets; print(secrets.token_hex(8))')"
+  export PREFECT_API_AUTH_STRING="$PREFECT_SERVER_API_AUTH_STRING"
+  step "PostgreSQL (port $PG_PORT)" "$t"
+fi
 
 PORT=$(free_port)
 t=$(date +%s.%N)
@@ -57,7 +91,7 @@ setsid prefect worker start --pool cptflow-process --install-policy never >"$WOR
 PIDS+=($!)
 disown
 
-if [ "${1:-}" = "--full" ]; then
+if [ $FULL = 1 ]; then
   PARAMS=()
 else
   # A tiny model (tokenizer trained on the demo site's text) and a short training keep this to a minute.
@@ -90,3 +124,13 @@ if [ $rc -ne 0 ]; then
   exit $rc
 fi
 echo "deployment round trip: flow run Completed"
+if [ $POSTGRES = 1 ]; then
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$PREFECT_API_URL/flow_runs/filter" -H 'Content-Type: application/json' -d '{}')
+  echo "server database: PostgreSQL; an API request without credentials: HTTP $code"
+fi
+REPORT=$(grep -o "[^ ']*report/run_report.md" "$WORK/worker.log" | tail -n 1 || true)
+[ -n "$REPORT" ] || REPORT=$(ls -t demo-data/runs/*/report/run_report.md "$WORK"/data/runs/*/report/run_report.md 2>/dev/null | head -n 1 || true)
+if [ -n "$REPORT" ] && [ -f "$REPORT" ]; then
+  echo "--- $REPORT: decision"
+  sed -n '/^## Base vs trained/,/^## [^BD]/p' "$REPORT" | head -n 40
+fi
