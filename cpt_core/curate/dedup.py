@@ -43,7 +43,8 @@ is not redone just because another run finished since. Signatures made with othe
 shingle sizes, shingling version) cannot be compared: such a run's accepted documents, still under its run
 folder, are signed again with the current settings and stored as its index (``earlier_runs_rebuilt``), so an
 upgrade keeps deduplicating against history; a run whose documents are gone is skipped with a warning and an
-``earlier_runs_incompatible`` stat.
+``earlier_runs_incompatible`` stat. The disk backend does the same the other way round (a memory-backend run's
+documents are signed into a disk index, ``cpt_core.curate.minhash_disk``), so switching backends loses no history.
 """
 
 from __future__ import annotations
