@@ -179,9 +179,12 @@ def test_switching_to_disk_keeps_deduplicating_against_a_memory_runs_history(tmp
     assert (exact["id"], exact["metadata"]["duplicate_of"]) == ("b-harbour", "harbour")
     assert near_summary(b)["earlier_runs_rebuilt"] == 1 and "earlier_runs_incompatible" not in near_summary(b)
     assert (state / "dedup" / "A" / "minhash" / "params.json").is_file()  # stored where later steps find it
+    assert read_manifest(b / "exact_dedup")["summary"]["earlier_runs_rebuilt"] == 1
+    assert (state / "dedup" / "A" / "exact" / "hashes.npy").is_file()
 
     c = dedup(tmp_path, "C", source, earlier=["A"])  # built once: found, not rebuilt
     assert "earlier_runs_rebuilt" not in near_summary(c) and near_summary(c)["earlier_signatures"] == 3
+    assert "earlier_runs_rebuilt" not in read_manifest(c / "exact_dedup")["summary"]
     assert ids(c / "near_dedup" / "documents") == ["b-railway"]
 
     # a disk index of other MinHash settings is rebuilt with this step's, from the same documents
