@@ -524,7 +524,8 @@ def commit_dedup_index(
     ``<dedup_state>/<run_id>/``, atomically (copy, then rename).
 
     Returns the committed file or folder, or None when the step was disabled (it wrote no index).
-    Recommitting the same run replaces its entry, which is what a redone run needs.
+    Recommitting the same run replaces its entry, which is what a redone run needs, and removes the index the
+    other backend derived from the previous entry (re-signed or converted), which would no longer match it.
     """
     if kind not in INDEX_FILES:
         raise ValueError(f"kind must be one of {sorted(INDEX_FILES)}, got {kind!r}")
@@ -536,6 +537,8 @@ def commit_dedup_index(
             return None
         raise FileNotFoundError(f"{sources[0]}: no {kind} dedup index; has the {kind} dedup step finished?")
     target = Path(dedup_state) / run_id / source.name
+    for derived in (Path(dedup_state) / run_id / name for name in INDEX_FILES[kind] if name != source.name):
+        shutil.rmtree(derived) if derived.is_dir() else derived.unlink(missing_ok=True)
     if source.is_file():
         with atomic_file(target) as tmp:
             shutil.copyfile(source, tmp)

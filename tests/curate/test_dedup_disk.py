@@ -193,6 +193,9 @@ def test_switching_to_disk_keeps_deduplicating_against_a_memory_runs_history(tmp
     assert near_summary(d)["earlier_runs_rebuilt"] == 1 and near_summary(d)["lsh_rows"] == 5
     assert {x["id"] for x in read_docs(d / "near_dedup" / "dropped")} == {"b-library", "b-korean"}
 
+    commit(tmp_path, "A")  # A recommitted (redone): what the disk backend derived from its old index goes
+    assert sorted(p.name for p in (state / "dedup" / "A").iterdir()) == ["exact.txt", "minhash.npz"]
+
 
 def test_a_memory_run_whose_documents_are_gone_is_skipped_with_a_count(tmp_path):
     dedup(tmp_path, "A", write_en(tmp_path / "in-a", [{"id": "library", "text": ARTICLES["library"]}]), CurateConfig())
