@@ -13,10 +13,13 @@ texts, and its memory holds those, not the corpus. The child reports its peak RS
 ``/proc/self/status``; see ``peak_mb`` for why not ``ru_maxrss``) after imports, after a warm-up on the same 10
 English and 10 Korean documents at both sizes (the fixed cost), after each step, and at the end.
 
-Then, in this process, what the near-dedup step holds per kept document: a ``NearDedupFilter`` fed the
-near_dedup input of each size, its memory measured with ``tracemalloc`` (its LSH index, MinHash signatures
-and, for exact verification, each document's 64-bit shingle digests), which is what grows with the corpus;
-once more with ``exact_verify`` off, to split the digests from the signatures and LSH.
+Then, in this process, what the near-dedup index costs per kept document. With ``--backend memory``: a
+``NearDedupFilter`` fed the near_dedup input of each size, its memory measured with ``tracemalloc`` (its LSH
+index, MinHash signatures and, for exact verification, each document's 64-bit shingle digests), which is what
+grows with the corpus; once more with ``exact_verify`` off, to split the digests from the signatures and LSH.
+With ``--backend disk`` the filter holds no index (it reads the verification's decisions): the rows give the
+bytes of the index the step writes to disk for the state (``index/minhash/``: datatrove's band index, full
+signatures, sorted band tables) per kept document instead.
 
 ``--backend`` picks the dedup backend of both dedup steps (``curate.exact_dedup.backend``,
 ``curate.near_dedup.backend``). For either, the near_dedup step is also run alone on the near_dedup input of
@@ -25,7 +28,8 @@ the disk backend every datatrove stage it runs, in this process) is the index-re
 from 1x to 4x is what a larger history or corpus costs.
 
 Last line: ``ratio`` = peak RSS at 4x / peak RSS at 1x (goal <= 1.3), the peaks in MB, and the near-dedup
-index's bytes per document.
+index's KB per kept document at 4x (``near_index_kb_per_doc``: in memory for the memory backend, on disk for
+the disk backend).
 """
 
 from __future__ import annotations
@@ -123,18 +127,22 @@ def near_index_bytes(near_input: Path, exact_verify: bool = True) -> tuple[int, 
     return held, kept
 
 
-def near_step_peak(near_input: Path, backend: str) -> int:
-    """Peak Python allocations (bytes, ``tracemalloc``) of the near_dedup step run alone on ``near_input``."""
+def near_step_peak(near_input: Path, backend: str) -> tuple[int, int, int]:
+    """(peak Python allocations in bytes (``tracemalloc``) of the near_dedup step run alone on ``near_input``,
+    bytes of the index it wrote, documents it kept)."""
     from cpt_core.curate.pipeline import CurateConfig, run_curate_step
 
     cfg = CurateConfig.model_validate(config(backend))
     with tempfile.TemporaryDirectory() as tmp:
         run_curate_step("near_dedup", cfg, near_input, Path(tmp) / "warm", Path(tmp) / "state", "w", earlier_runs=[])
         tracemalloc.start()
-        run_curate_step("near_dedup", cfg, near_input, Path(tmp) / "out", Path(tmp) / "state", "r", earlier_runs=[])
+        manifest = run_curate_step(
+            "near_dedup", cfg, near_input, Path(tmp) / "out", Path(tmp) / "state", "r", earlier_runs=[]
+        )
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return peak
+        index_bytes = sum(f.stat().st_size for f in (Path(tmp) / "out" / "index").rglob("*") if f.is_file())
+    return peak, index_bytes, manifest["summary"]["docs_out"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,9 +167,13 @@ def main(argv: list[str] | None = None) -> None:
             reports[scale] = run_child(source, Path(tmp) / f"x{scale}", warm, args.backend)
             reports[scale]["rows"] = len(rows)
             near_input = Path(reports[scale]["near_input"])
-            reports[scale]["near_bytes"], reports[scale]["near_kept"] = near_index_bytes(near_input)
-            reports[scale]["lean_bytes"], _ = near_index_bytes(near_input, exact_verify=False)
-            reports[scale]["step_peak"] = near_step_peak(near_input, args.backend)
+            step_peak, disk_bytes, disk_kept = near_step_peak(near_input, args.backend)
+            reports[scale]["step_peak"] = step_peak
+            if args.backend == "memory":
+                reports[scale]["near_bytes"], reports[scale]["near_kept"] = near_index_bytes(near_input)
+                reports[scale]["lean_bytes"], _ = near_index_bytes(near_input, exact_verify=False)
+            else:
+                reports[scale]["near_bytes"], reports[scale]["near_kept"] = disk_bytes, disk_kept
     print(f"curate stage peak RSS, fresh process per size, {args.docs} distinct documents at 1x "
           f"({args.ko_share:.0%} Korean), seed {args.seed}, dedup backend {args.backend}")
     print("| | 1x | 4x |")
@@ -177,11 +189,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| peak RSS, MB | {r1['peak_mb']:.0f} | {r4['peak_mb']:.0f} |")
     print(f"| stage seconds | {r1['seconds']:.1f} | {r4['seconds']:.1f} |")
     per_doc = [r["near_bytes"] / max(r["near_kept"], 1) for r in (r1, r4)]
-    print(f"| near-dedup filter's memory after its pass, MB (kept docs) | {r1['near_bytes'] / 2**20:.1f} "
+    what = "memory backend's near-dedup filter, memory after its pass" if args.backend == "memory" else (
+        "disk backend's near-dedup index written to disk (index/minhash)")  # fmt: skip
+    print(f"| {what}, MB (kept docs) | {r1['near_bytes'] / 2**20:.1f} "
           f"({r1['near_kept']}) | {r4['near_bytes'] / 2**20:.1f} ({r4['near_kept']}) |")
     print(f"| ... per kept document, KB | {per_doc[0] / 1024:.1f} | {per_doc[1] / 1024:.1f} |")
-    lean = [r["lean_bytes"] / max(r["near_kept"], 1) / 1024 for r in (r1, r4)]
-    print(f"| ... of which signatures + LSH (exact_verify off), KB per kept document | {lean[0]:.1f} | {lean[1]:.1f} |")
+    if args.backend == "memory":
+        lean = [r["lean_bytes"] / max(r["near_kept"], 1) / 1024 for r in (r1, r4)]
+        print(f"| ... of which signatures + LSH (exact_verify off), KB per kept document | {lean[0]:.1f} | {lean[1]:.1f} |")
     print(f"| near_dedup step alone ({args.backend} backend), peak traced allocations, MB | "
           f"{r1['step_peak'] / 2**20:.2f} | {r4['step_peak'] / 2**20:.2f} |")
     step_growth = (r4["step_peak"] - r1["step_peak"]) / max(r4["near_kept"] - r1["near_kept"], 1)

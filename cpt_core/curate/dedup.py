@@ -43,7 +43,8 @@ is not redone just because another run finished since. Signatures made with othe
 shingle sizes, shingling version) cannot be compared: such a run's accepted documents, still under its run
 folder, are signed again with the current settings and stored as its index (``earlier_runs_rebuilt``), so an
 upgrade keeps deduplicating against history; a run whose documents are gone is skipped with a warning and an
-``earlier_runs_incompatible`` stat.
+``earlier_runs_incompatible`` stat. The disk backend does the same the other way round (a memory-backend run's
+documents are signed into a disk index, ``cpt_core.curate.minhash_disk``), so switching backends loses no history.
 """
 
 from __future__ import annotations
@@ -523,7 +524,8 @@ def commit_dedup_index(
     ``<dedup_state>/<run_id>/``, atomically (copy, then rename).
 
     Returns the committed file or folder, or None when the step was disabled (it wrote no index).
-    Recommitting the same run replaces its entry, which is what a redone run needs.
+    Recommitting the same run replaces its entry, which is what a redone run needs, and removes the index the
+    other backend derived from the previous entry (re-signed or converted), which would no longer match it.
     """
     if kind not in INDEX_FILES:
         raise ValueError(f"kind must be one of {sorted(INDEX_FILES)}, got {kind!r}")
@@ -535,6 +537,8 @@ def commit_dedup_index(
             return None
         raise FileNotFoundError(f"{sources[0]}: no {kind} dedup index; has the {kind} dedup step finished?")
     target = Path(dedup_state) / run_id / source.name
+    for derived in (Path(dedup_state) / run_id / name for name in INDEX_FILES[kind] if name != source.name):
+        shutil.rmtree(derived) if derived.is_dir() else derived.unlink(missing_ok=True)
     if source.is_file():
         with atomic_file(target) as tmp:
             shutil.copyfile(source, tmp)

@@ -5,13 +5,16 @@ whitespace-folded text; the first copy in input order wins), but an earlier run'
 run commits ``exact/hashes.npy`` (its accepted sha256 digests in hex, sorted) and ``exact/ids.npy`` (the document
 ids in the same order), and a document's digest is looked up by binary search in each visible run's
 memory-mapped array, O(log n) page reads per run. Memory holds this run's digests only (the shard), never the
-history. A memory-backend run's ``exact.txt`` is still read (loaded and sorted, that run's size only), so
-switching backends keeps deduplicating against earlier runs.
+history. A memory-backend run's ``exact.txt`` is converted once into that run's ``exact/`` in the state (loaded
+and sorted, that run's size only; stat ``earlier_runs_rebuilt``), so switching backends keeps deduplicating
+against earlier runs and later steps search it on disk like any other.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +41,31 @@ def _sorted_arrays(digests: list[bytes], ids: list[str]) -> tuple[np.ndarray, np
 
 
 def load_run_index(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(sorted digests, ids) of one committed run: memory-mapped from ``exact/``, or built from the memory
-    backend's ``exact.txt``; None when the run has no exact index."""
+    """(sorted digests, ids) of one committed run, memory-mapped from ``exact/``; None when the run has no
+    exact index. A memory-backend run's ``exact.txt`` is converted into ``exact/`` in the state first
+    (``build_run_index``)."""
     folder = run_dir / EXACT_DIR
-    if (folder / HASHES).is_file():
-        return np.load(folder / HASHES, mmap_mode="r"), np.load(folder / IDS, mmap_mode="r")
+    if not (folder / HASHES).is_file() and not build_run_index(run_dir):
+        return None
+    return np.load(folder / HASHES, mmap_mode="r"), np.load(folder / IDS, mmap_mode="r")
+
+
+def build_run_index(run_dir: Path) -> bool:
+    """Store a memory-backend run's ``exact.txt`` as its ``exact/`` sorted arrays (written aside, then renamed),
+    so it is converted once and later steps search it on disk; False when the run has no ``exact.txt``."""
     text = run_dir / EXACT_FILE
     if not text.is_file():
-        return None
-    digests, ids = [], []
+        return False
+    accepted: dict[bytes, str] = {}
     with open(text, encoding="utf-8") as fh:
         for line in fh:
             digest, _, doc_id = line.rstrip("\n").partition("\t")
-            digests.append(digest.encode("ascii"))
-            ids.append(doc_id)
-    return _sorted_arrays(digests, ids)
+            accepted.setdefault(digest.encode("ascii"), doc_id)
+    tmp = run_dir / (EXACT_DIR + ".building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_run_index(tmp, accepted)
+    os.replace(tmp, run_dir / EXACT_DIR)
+    return True
 
 
 def write_run_index(folder: Path, accepted: dict[bytes, str]) -> None:
@@ -85,7 +98,10 @@ class DiskExactDedupFilter(LanguageFunnelFilter):
     def _open_earlier(self) -> None:
         total = 0
         for run in self.earlier_runs:
-            index = load_run_index(Path(self.dedup_state) / run)
+            run_dir = Path(self.dedup_state) / run
+            if not (run_dir / EXACT_DIR / HASHES).is_file() and (run_dir / EXACT_FILE).is_file():
+                self.stat_update("earlier_runs_rebuilt")
+            index = load_run_index(run_dir)
             if index is not None:
                 self.earlier.append((run, *index))
                 total += len(index[0])

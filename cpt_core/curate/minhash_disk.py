@@ -16,8 +16,12 @@ shingles, bands chosen for recall, verified candidates and "first copy in input 
 Shingles are ``cpt_core.curate.dedup.shingles`` (NFKC, case, punctuation, per-language units) hashed to the
 same 64-bit digests the memory backend verifies with; bands x rows come from ``lsh_params``. So both backends
 propose the same kind of candidates and verify them the same way: they differ only in the MinHash permutations
-(datatrove's, not datasketch's), hence in rare borderline candidates, and in the number of hashes (bands x rows
-<= ``num_perm``) behind an earlier run's estimate.
+(datatrove's, not datasketch's), hence in rare borderline candidates, and in the number of hashes behind an
+earlier run's estimate: datatrove signs with bands x rows hashes, which ``lsh_params`` keeps within
+``rows - 1`` of ``num_perm`` (128 at the default 0.7, and at 0.5 and 0.9; 125 at 0.8, 126 at 0.6). The
+estimate's standard error, sqrt(J(1-J)/hashes), is then at most 1.2 % wider than with ``num_perm`` hashes
+(0.8: sqrt(128/125)), far below the noise of a 128-hash estimate itself (0.036 at J = 0.8), so precision is not
+measurably lower; this run's candidates are verified by exact Jaccard and do not depend on it.
 
 Memory: the signature files are sorted one band at a time (datatrove), the bands merged as sorted streams, and
 the verification holds only documents that have candidates, plus this run's ids; earlier runs are read by
@@ -26,8 +30,17 @@ input, not the history. Disk: per kept document about (bands x rows x 8) bytes t
 full signature, band table) in the state.
 
 An earlier run's committed index (``<dedup_state>/<run>/minhash/``) is used when its ``params.json`` matches this
-step's; an index of other settings, or a memory-backend run's ``minhash.npz``, is skipped with a warning and
-counted in ``earlier_runs_incompatible`` (re-signing its documents is left to the memory backend).
+step's. A visible run with only the memory backend's ``minhash.npz``, or a disk index of other settings, is
+rebuilt from its accepted documents (``<run>/curate/near_dedup/documents``, where the memory backend re-signs
+from too): stages 1-3 over them, every document kept, stored as that run's ``minhash/`` in the state, so it
+happens once and switching a recipe to ``backend: disk`` keeps deduplicating against history (stat
+``earlier_runs_rebuilt``). A run whose documents are gone is skipped with a warning and counted in
+``earlier_runs_incompatible``.
+
+Scratch: stages 1-3 work in ``minhash_work/`` of the step's partial output; only the verification's
+decisions stay there until the filter has read them, then the step removes the folder. Nothing later reads
+them: the drops, with their kept copy and similarity, are in ``dropped/``. A crash leaves them in the partial
+folder, which the rerun wipes and rebuilds (the decisions are deterministic).
 """
 
 from __future__ import annotations
@@ -52,9 +65,20 @@ from datatrove.pipeline.dedup.minhash import (
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.binaryio import read_tuples_from_file
 
-from cpt_core.curate.dedup import SHINGLING_VERSION, NearDedupConfig, lsh_params, shingle_digest, shingles
+from cpt_core.curate.dedup import (
+    INDEX_DIR,
+    NEAR_FILE,
+    SHINGLING_VERSION,
+    NearDedupConfig,
+    lsh_params,
+    shingle_digest,
+    shingles,
+)
 from cpt_core.curate.funnel import LanguageFunnelFilter
+from cpt_core.curate.reader import CountingJsonlReader
 from cpt_core.executor import run_pipeline
+from cpt_core.io import UNREADABLE_DIR, jsonl_files
+from cpt_core.layout import RunLayout
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +89,8 @@ KEPT_IDS = "kept_ids.npy"  # their ids (fixed width, memory-mapped)
 BAND_TABLE = "bucket_{:03d}.bands"  # per band: (band values..., row) of kept documents, sorted
 INDEX_NAME = "index"  # datatrove index file stem of a committed run
 SIG, BUCKETS, DOCS, INDEX_VIEW, DECISIONS = "signatures", "buckets", "docs", "index_view", "decisions"
+NEAR_WORK = "minhash_work"  # the step's scratch folder (in its partial output), removed when the step ends
+DOCUMENTS = "documents"  # an earlier run's accepted documents: <run>/curate/near_dedup/documents
 DIGESTS_VERSION = 1  # how shingles become 64-bit digests (``_shingle_digest`` of cpt_core.curate.dedup)
 
 
@@ -214,13 +240,16 @@ class NearVerifyCluster(MinhashDedupCluster):
 
     name = "🧬 Near dedup verify"
 
-    def __init__(self, work: str, cfg: NearDedupConfig, earlier: list[tuple[str, str]], index_out: str):
+    def __init__(
+        self, work: str, cfg: NearDedupConfig, earlier: list[tuple[str, str]], index_out: str, keep_all: bool = False
+    ):
         config = minhash_config(cfg)
         super().__init__(str(Path(work) / BUCKETS), str(Path(work) / DECISIONS), config=config)
         self.work = work
         self.near = cfg
         self.earlier = earlier  # (run id, committed index folder), in visible-run order
         self.index_out = index_out
+        self.keep_all = keep_all  # rebuilding an earlier run's index: its documents were all accepted
 
     def _candidates(self) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
         """(doc -> this run's documents sharing a band, doc -> bands whose value an earlier run has)."""
@@ -274,8 +303,10 @@ class NearVerifyCluster(MinhashDedupCluster):
             docs = _RunDocs(Path(self.work) / DOCS, num_hashes)
             rows = self.config.hashes_per_bucket
             indexes = [_EarlierIndex(run, Path(folder), rows, num_hashes) for run, folder in self.earlier]
-            mine, index_bands = self._candidates()
-            decisions, kept = self._decide(docs, mine, index_bands, indexes)
+            if self.keep_all:
+                decisions, kept, self.candidates = [], np.ones(len(docs.ids), dtype=bool), 0
+            else:
+                decisions, kept = self._decide(docs, *self._candidates(), indexes)
             out = Path(self.work) / DECISIONS
             out.mkdir(parents=True, exist_ok=True)
             with open(out / "00000.jsonl", "w", encoding="utf-8") as fh:
@@ -349,19 +380,65 @@ class DiskNearDedupFilter(LanguageFunnelFilter):
             yield from super().run(data, rank, world_size)
 
 
-def visible_indexes(cfg: NearDedupConfig, dedup_state: Path, earlier_runs: list[str]) -> tuple[list, int]:
-    """([(run, index folder)] of the visible runs whose disk index matches this step's settings, number of
-    visible runs with an index that does not)."""
-    want, found, incompatible = index_params(cfg), [], 0
-    for run in earlier_runs:
-        folder = Path(dedup_state) / run / DISK_INDEX
-        params_file = folder / PARAMS_FILE
-        if params_file.is_file() and json.loads(params_file.read_text(encoding="utf-8")) == want:
-            found.append((run, str(folder)))
-        elif params_file.is_file() or (Path(dedup_state) / run).is_dir():
-            logger.warning("%s: no disk MinHash index with settings %s; not deduplicating against it", run, want)
-            incompatible += 1
-    return found, incompatible
+def _run_stages(cfg: NearDedupConfig, reader, work: Path, found: list, index_out: Path, executor, keep_all=False):
+    """Stages 1-3 under ``work``: signatures, buckets against the ``found`` indexes, verification; this run's
+    index (kept documents) lands in ``index_out``, the decisions in ``work/decisions``."""
+    mh = minhash_config(cfg)
+    run_pipeline([reader, NearSignature(str(work / SIG), str(work / DOCS), cfg)], work / "logs_signature",
+                 executor.model_copy(update={"tasks": 1, "workers": 1}))  # fmt: skip
+    _index_view(work / INDEX_VIEW, found, mh.num_buckets)
+    buckets = MinhashDedupBuckets(str(work / SIG), str(work / BUCKETS), index_folder=str(work / INDEX_VIEW),
+                                  config=mh, only_dedup_in_index=False, create_index_name="current")  # fmt: skip
+    run_pipeline([buckets], work / "logs_buckets", executor.model_copy(update={"tasks": mh.num_buckets}))
+    run_pipeline([NearVerifyCluster(str(work), cfg, found, str(index_out), keep_all)], work / "logs_verify",
+                 executor.model_copy(update={"tasks": 1, "workers": 1}))  # fmt: skip
+    for b in range(mh.num_buckets):
+        own = work / INDEX_VIEW / f"bucket_{b:03d}" / "current_00.minhash.index"
+        (index_out / f"bucket_{b:03d}").mkdir(parents=True, exist_ok=True)
+        shutil.move(own, index_out / f"bucket_{b:03d}" / f"{INDEX_NAME}_00.minhash.index")
+    (index_out / PARAMS_FILE).write_text(json.dumps(index_params(cfg), sort_keys=True), encoding="utf-8")
+
+
+def rebuild_index(cfg: NearDedupConfig, run_dir: Path, documents: Path, work: Path, executor) -> bool:
+    """Sign an earlier run's accepted ``documents`` (what its near_dedup step kept) with this step's settings
+    and store them as that run's disk index, ``<dedup_state>/<run>/minhash/`` (built once: later steps find
+    it there); False, with a warning, when the documents are gone."""
+    if not (documents.is_dir() and jsonl_files(documents)):
+        logger.warning("%s has no disk MinHash index with this step's settings and %s is gone: not deduplicating "
+                       "against it", run_dir.name, documents)  # fmt: skip
+        return False
+    target, tmp = run_dir / DISK_INDEX, run_dir / (DISK_INDEX + ".rebuilding")
+    shutil.rmtree(tmp, ignore_errors=True)
+    reader = CountingJsonlReader(str(documents), work / UNREADABLE_DIR, add_file_path=False)
+    _run_stages(cfg, reader, work, [], tmp, executor, keep_all=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    shutil.rmtree(work)
+    logger.info("built %s's disk MinHash index from its %s", run_dir.name, documents)
+    return True
+
+
+def visible_indexes(cfg: NearDedupConfig, dedup_state: Path, earlier_runs: list[str], work: Path, executor) -> tuple:
+    """([(run, index folder)] of the visible runs whose disk index matches this step's settings, the number
+    of visible runs whose index was rebuilt from their accepted documents (a memory-backend run, or one of
+    other MinHash settings), the number skipped because their documents are gone)."""
+    want, found, rebuilt, incompatible = index_params(cfg), [], 0, 0
+    root = Path(dedup_state).parents[1]  # <root>/state/dedup
+    for i, run in enumerate(earlier_runs):
+        run_dir = Path(dedup_state) / run
+        params_file = run_dir / DISK_INDEX / PARAMS_FILE
+        matches = params_file.is_file() and json.loads(params_file.read_text(encoding="utf-8")) == want
+        if not matches and ((run_dir / NEAR_FILE).is_file() or (run_dir / DISK_INDEX).is_dir()):
+            documents = RunLayout(root, run).curate_step("near_dedup") / DOCUMENTS
+            if not rebuild_index(cfg, run_dir, documents, work / f"rebuild_{i:05d}", executor):
+                incompatible += 1
+                continue
+            rebuilt += 1
+            matches = True
+        if matches:
+            found.append((run, str(run_dir / DISK_INDEX)))
+    return found, rebuilt, incompatible
 
 
 def _index_view(view: Path, found: list, buckets: int) -> None:
@@ -376,30 +453,20 @@ def _index_view(view: Path, found: list, buckets: int) -> None:
 
 
 def prepare_disk_near_dedup(cfg, reader, partial: Path, dedup_state, earlier_runs, executor, excluded):
-    """Run stages 1-3 under ``partial/minhash_work`` (deleted after) and return stage 4, the filter for the
-    step's own pipeline; this run's index lands in ``partial/index/minhash``."""
-    work, mh = partial / "minhash_work", minhash_config(cfg)
-    found, incompatible = visible_indexes(cfg, dedup_state, earlier_runs)
-    index_out = partial / "index" / DISK_INDEX
-    run_pipeline([reader, NearSignature(str(work / SIG), str(work / DOCS), cfg)], work / "logs_signature",
-                 executor.model_copy(update={"tasks": 1, "workers": 1}))  # fmt: skip
-    _index_view(work / INDEX_VIEW, found, mh.num_buckets)
-    buckets = MinhashDedupBuckets(str(work / SIG), str(work / BUCKETS), index_folder=str(work / INDEX_VIEW),
-                                  config=mh, only_dedup_in_index=False, create_index_name="current")  # fmt: skip
-    run_pipeline([buckets], work / "logs_buckets", executor.model_copy(update={"tasks": mh.num_buckets}))
-    run_pipeline([NearVerifyCluster(str(work), cfg, found, str(index_out))], work / "logs_verify",
-                 executor.model_copy(update={"tasks": 1, "workers": 1}))  # fmt: skip
-    for b in range(mh.num_buckets):
-        own = work / INDEX_VIEW / f"bucket_{b:03d}" / "current_00.minhash.index"
-        (index_out / f"bucket_{b:03d}").mkdir(parents=True, exist_ok=True)
-        shutil.move(own, index_out / f"bucket_{b:03d}" / f"{INDEX_NAME}_00.minhash.index")
-    (index_out / PARAMS_FILE).write_text(json.dumps(index_params(cfg), sort_keys=True), encoding="utf-8")
+    """Run stages 1-3 under ``partial/minhash_work`` and return stage 4, the filter for the step's own
+    pipeline; this run's index lands in ``partial/index/minhash``. Of the work folder only the decisions stay,
+    for the filter; the step removes the folder once its pipeline has run (``NEAR_WORK``)."""
+    work, mh = partial / NEAR_WORK, minhash_config(cfg)
+    found, rebuilt, incompatible = visible_indexes(cfg, dedup_state, earlier_runs, work, executor)
+    _run_stages(cfg, reader, work, found, partial / INDEX_DIR / DISK_INDEX, executor)
     stats = {"lsh_bands": mh.num_buckets, "lsh_rows": mh.hashes_per_bucket, "earlier_runs": len(earlier_runs),
              "earlier_signatures": sum(len(np.load(Path(f) / KEPT_IDS, mmap_mode="r")) for _, f in found)}  # fmt: skip
     stats |= json.loads((work / DECISIONS / "summary.json").read_text(encoding="utf-8"))
+    if rebuilt:
+        stats["earlier_runs_rebuilt"] = rebuilt
     if incompatible:
         stats["earlier_runs_incompatible"] = incompatible
-    decisions = partial / "near_decisions"
-    shutil.move(work / DECISIONS, decisions)
-    shutil.rmtree(work)
-    return DiskNearDedupFilter(str(decisions), stats, exclusion_writer=excluded)
+    for path in work.iterdir():
+        if path.name != DECISIONS:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return DiskNearDedupFilter(str(work / DECISIONS), stats, exclusion_writer=excluded)

@@ -53,7 +53,7 @@ from cpt_core.curate.dedup import (
 from cpt_core.curate.exact_disk import DiskExactDedupFilter
 from cpt_core.curate.funnel import by_language, passed_through
 from cpt_core.curate.language_id import LanguageIdConfig, LanguageIdFilter
-from cpt_core.curate.minhash_disk import prepare_disk_near_dedup
+from cpt_core.curate.minhash_disk import NEAR_WORK, prepare_disk_near_dedup
 from cpt_core.curate.profile import CorpusProfileStep, Profile, merge_profile
 from cpt_core.curate.quality import QualityConfig, QualityFilter
 from cpt_core.curate.reader import CountingJsonlReader
@@ -182,7 +182,7 @@ def _step_filter(
         return exact(dedup_state, earlier_runs, index, exclusion_writer=excluded)
     if cfg.near_dedup.backend == "disk":
         # stages 1-3 of datatrove's on-disk MinHash run now (a second read of the input); the filter is stage 4
-        reader = _reader(input_dir / DOCS, partial / "minhash_work" / UNREADABLE_DIR)
+        reader = _reader(input_dir / DOCS, partial / NEAR_WORK / UNREADABLE_DIR)
         executor = cfg.executor.model_copy(update={"tasks": 1})
         return prepare_disk_near_dedup(
             cfg.near_dedup, reader, partial, dedup_state, earlier_runs, executor, excluded
@@ -348,6 +348,7 @@ def run_curate_step(
             stats = run_pipeline(pipeline, partial / LOGS, executor)
         finally:
             _PROGRESS_CALLBACKS.pop(token, None)
+        shutil.rmtree(partial / NEAR_WORK, ignore_errors=True)  # the disk near dedup's scratch (its decisions)
         summary = summarise(step, stats, time.monotonic() - started) | _unreadable_places(partial)
         if step == STEPS[-1]:
             summary["profile"] = merge_profile(partial / PROFILE_PARTS)

@@ -11,6 +11,7 @@ import pytest
 from cpt_core.curate.dedup import commit_dedup_index
 from cpt_core.curate.minhash_disk import DiskNearDedupFilter
 from cpt_core.curate.pipeline import CurateConfig, run_curate_step
+from cpt_core.stage import read_manifest
 from cpt_core.state import record_outcome
 from tests.curate.test_dedup import ARTICLES, KOREAN, KOREAN_COPY, near_copy, unzipped, write_en
 from tests.doc_files import read_docs
@@ -67,6 +68,10 @@ def test_within_a_run_first_copy_wins_and_drops_name_the_kept_document(tmp_path)
     assert all(0.7 <= m["duplicate_similarity"] < 1 for m in dropped.values())
     (h2,) = read_docs(out / "exact_dedup" / "dropped")
     assert h2["metadata"]["duplicate_of"] == "h1" and h2["metadata"]["filter_reason"] == "exact_duplicate"
+    # the verification's decisions were scratch: nothing of stages 1-3 is left in the step's output
+    assert sorted(p.name for p in (out / "near_dedup").iterdir()) == [
+        "_manifest.json", "documents", "dropped", "index", "logs",
+    ]  # fmt: skip
 
 
 def test_same_kept_documents_as_the_memory_backend(tmp_path):
@@ -139,3 +144,63 @@ def test_a_crash_in_the_middle_then_a_rerun_gives_identical_output(tmp_path, mon
         assert unzipped(again / "near_dedup" / sub) == unzipped(clean / "near_dedup" / sub)
     index = sorted(p.relative_to(clean) for p in (clean / "near_dedup" / "index").rglob("*") if p.is_file())
     assert index and all((again / p).read_bytes() == (clean / p).read_bytes() for p in index)
+
+
+def near_summary(out: Path) -> dict:
+    return read_manifest(out / "near_dedup")["summary"]
+
+
+def test_switching_to_disk_keeps_deduplicating_against_a_memory_runs_history(tmp_path):
+    state = tmp_path / "state"
+    ko = {"language": "ko"}
+    dedup(tmp_path, "A", write_en(tmp_path / "in-a", [
+        {"id": "library", "text": ARTICLES["library"]},
+        {"id": "harbour", "text": ARTICLES["harbour"]},
+        {"id": "korean", "text": KOREAN, "metadata": ko},
+    ]), CurateConfig())  # fmt: skip
+    commit(tmp_path, "A")
+    record_outcome(state, "A", "promoted")
+    assert not (state / "dedup" / "A" / "minhash").exists()  # the memory backend's minhash.npz only
+    source = write_en(tmp_path / "in-b", [
+        {"id": "b-library", "text": near_copy(ARTICLES["library"])},
+        {"id": "b-harbour", "text": "  " + ARTICLES["harbour"].upper()},
+        {"id": "b-korean", "text": KOREAN_COPY, "metadata": ko},
+        {"id": "b-railway", "text": ARTICLES["railway"]},
+    ])  # fmt: skip
+    b = dedup(tmp_path, "B", source)
+    assert ids(b / "near_dedup" / "documents") == ["b-railway"]
+    near = {d["id"]: d["metadata"] for d in read_docs(b / "near_dedup" / "dropped")}
+    assert {k: (m["filter_reason"], m["duplicate_of"], m["duplicate_of_run"]) for k, m in near.items()} == {
+        "b-library": ("near_duplicate_of_earlier_run", "library", "A"),
+        "b-korean": ("near_duplicate_of_earlier_run", "korean", "A"),
+    }  # fmt: skip
+    (exact,) = read_docs(b / "exact_dedup" / "dropped")
+    assert exact["metadata"]["filter_reason"] == "duplicate_of_earlier_run"
+    assert (exact["id"], exact["metadata"]["duplicate_of"]) == ("b-harbour", "harbour")
+    assert near_summary(b)["earlier_runs_rebuilt"] == 1 and "earlier_runs_incompatible" not in near_summary(b)
+    assert (state / "dedup" / "A" / "minhash" / "params.json").is_file()  # stored where later steps find it
+    assert read_manifest(b / "exact_dedup")["summary"]["earlier_runs_rebuilt"] == 1
+    assert (state / "dedup" / "A" / "exact" / "hashes.npy").is_file()
+
+    c = dedup(tmp_path, "C", source, earlier=["A"])  # built once: found, not rebuilt
+    assert "earlier_runs_rebuilt" not in near_summary(c) and near_summary(c)["earlier_signatures"] == 3
+    assert "earlier_runs_rebuilt" not in read_manifest(c / "exact_dedup")["summary"]
+    assert ids(c / "near_dedup" / "documents") == ["b-railway"]
+
+    # a disk index of other MinHash settings is rebuilt with this step's, from the same documents
+    strict = CurateConfig.model_validate({**DISK.model_dump(), "near_dedup": {"backend": "disk", "threshold": 0.8}})
+    d = dedup(tmp_path, "D", source, strict, earlier=["A"])
+    assert near_summary(d)["earlier_runs_rebuilt"] == 1 and near_summary(d)["lsh_rows"] == 5
+    assert {x["id"] for x in read_docs(d / "near_dedup" / "dropped")} == {"b-library", "b-korean"}
+
+    commit(tmp_path, "A")  # A recommitted (redone): what the disk backend derived from its old index goes
+    assert sorted(p.name for p in (state / "dedup" / "A").iterdir()) == ["exact.txt", "minhash.npz"]
+
+
+def test_a_memory_run_whose_documents_are_gone_is_skipped_with_a_count(tmp_path):
+    dedup(tmp_path, "A", write_en(tmp_path / "in-a", [{"id": "library", "text": ARTICLES["library"]}]), CurateConfig())
+    commit(tmp_path, "A")
+    shutil.rmtree(tmp_path / "runs" / "A")
+    b = dedup(tmp_path, "B", write_en(tmp_path / "in-b", [{"id": "b", "text": near_copy(ARTICLES["library"])}]),
+              earlier=["A"])  # fmt: skip
+    assert near_summary(b)["earlier_runs_incompatible"] == 1 and near_summary(b)["docs_out"] == 1
