@@ -6,6 +6,7 @@
 #   benchmarks/deployment_roundtrip.sh          # quick: the demo recipe on a tiny model, few steps
 #   benchmarks/deployment_roundtrip.sh --full   # the deployment's default parameters (the whole demo)
 #   benchmarks/deployment_roundtrip.sh [--full] --postgres   # the production server: PostgreSQL + basic auth
+#   benchmarks/deployment_roundtrip.sh --full --run-id ID    # run, or resume after a failure, that run id
 # With --postgres a throwaway PostgreSQL cluster (initdb in a temp dir, its own port; run as the `postgres`
 # user when this runs as root) holds the server's database, and the API takes basic auth, as in README.
 # At the end the run's report prints its decision (the gate, with the confidence intervals).
@@ -35,13 +36,15 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-FULL=0 POSTGRES=0
-for arg in "$@"; do
-  case "$arg" in
+FULL=0 POSTGRES=0 RUN_ID=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --full) FULL=1 ;;
     --postgres) POSTGRES=1 ;;
-    *) echo "usage: $0 [--full] [--postgres]" >&2; exit 2 ;;
+    --run-id) RUN_ID="$2"; shift ;;  # with --full: run (or resume) this run id
+    *) echo "usage: $0 [--full [--run-id ID]] [--postgres]" >&2; exit 2 ;;
   esac
+  shift
 done
 free_port() { python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 step() { printf '%-40s %6.1fs\n' "$1" "$(python -c "import time; print(time.time()-$2)")"; }
@@ -93,6 +96,7 @@ disown
 
 if [ $FULL = 1 ]; then
   PARAMS=()
+  [ -z "$RUN_ID" ] || PARAMS=(--param "overrides=[\"run_id=$RUN_ID\"]")
 else
   # A tiny model (tokenizer trained on the demo site's text) and a short training keep this to a minute.
   python - "$WORK/tiny" <<'PY'
@@ -114,7 +118,7 @@ fi
 
 t=$(date +%s.%N)
 set +e
-prefect deployment run 'knowledge-refresh/weekly' "${PARAMS[@]}" --watch --watch-timeout 1800 >"$WORK/run.log" 2>&1
+prefect deployment run 'knowledge-refresh/weekly' "${PARAMS[@]}" --watch --watch-timeout 7200 >"$WORK/run.log" 2>&1
 rc=$?
 set -e
 step "prefect deployment run --watch" "$t"
