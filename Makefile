@@ -40,4 +40,4 @@ lint: setup
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf demo-data .prefect .pytest_cache .ruff_cache
+	rm -rf demo-data uptake-data .prefect .pytest_cache .ruff_cache

@@ -63,7 +63,12 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml")
-    parser.add_argument("--root", type=Path, default=None, help="data root (default: the config's root)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=ROOT / "uptake-data",
+        help="data root (default: uptake-data/, its own: on the demo's root an earlier crawl leaves nothing new)",
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {', '.join(ARMS)}")
     parser.add_argument(
         "--quick",
@@ -102,10 +107,7 @@ def hidden_graph_config(args: argparse.Namespace):
     for source in data["ingest"]["sources"]:
         if source.get("kind") == "demo":
             source["knowledge_graph"] = False
-    if args.root:
-        data["root"] = str(args.root)
-    elif not Path(data.get("root", "")).is_absolute():
-        data["root"] = str(ROOT / data["root"])
+    data["root"] = str(args.root.resolve())
     data["run_id"] = args.run_id or time.strftime("uptake-%Y%m%d-%H%M%S")
     if args.quick:
         gen = data.setdefault("synthesize", {}).setdefault("generator", {})
@@ -113,6 +115,8 @@ def hidden_graph_config(args: argparse.Namespace):
         ev = data.setdefault("evaluate", {})
         ev["domain_max_chars"] = min(ev.get("domain_max_chars", 15000), QUICK_EVAL_CHARS)
         ev.setdefault("general_heldout", {})["max_chars"] = QUICK_EVAL_CHARS
+    train = data.setdefault("train", {})
+    train["timeout_s"] = max(train.get("timeout_s", 0), 4 * 3600)  # an arm on busy shared cores runs long
     steps = args.max_steps or (QUICK_STEPS if args.quick else None)
     if steps:
         data.setdefault("train", {})["max_steps"] = steps
