@@ -29,6 +29,12 @@ cleanup() {
     sleep 0.5
   done
   for pid in "${PIDS[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  # A flow run leads a session of its own, so it outlives its worker: stop those that carry this script's
+  # PREFECT_HOME (and only those: other Prefect processes on the machine are not ours).
+  for env in $(grep -lsz "^PREFECT_HOME=$WORK/prefect\$" /proc/[0-9]*/environ); do
+    pid=${env#/proc/}; pid=${pid%/environ}
+    [ "$pid" = $$ ] || kill -KILL "$pid" 2>/dev/null || true
+  done
   if [ -n "${PG_PID:-}" ]; then  # PostgreSQL's "fast" shutdown, before its data folder goes
     kill -INT "$PG_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.2; done

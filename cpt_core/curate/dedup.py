@@ -281,19 +281,27 @@ class ExactDedupFilter(LanguageFunnelFilter):
             for digest, doc_id in zip(np.load(hashes).tolist(), np.load(ids).tolist(), strict=True):
                 self.earlier.setdefault(digest.decode("ascii"), (run_dir.name, doc_id))
 
+    def _digest(self, text: str):
+        return exact_hash(text)
+
+    def _find_earlier(self, digest) -> tuple[str, str] | None:
+        """``(run id, doc id)`` of an earlier run's document with this key, if any."""
+        return self.earlier.get(digest)
+
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        digest = exact_hash(doc.text)
+        digest = self._digest(doc.text)
         if digest in self.accepted:
             doc.metadata["duplicate_of"] = self.accepted[digest]
             doc.metadata["duplicate_similarity"] = 1.0
             return False, "exact_duplicate"
-        if digest in self.earlier:
-            run, doc_id = self.earlier[digest]
+        found = self._find_earlier(digest)
+        if found is not None:
+            run, doc_id = found
             doc.metadata["duplicate_of"] = doc_id
             doc.metadata["duplicate_similarity"] = 1.0
             doc.metadata["duplicate_of_run"] = run
             return False, "duplicate_of_earlier_run"
-        self.accepted[digest] = doc.id
+        self.accepted[digest] = str(doc.id)
         return True
 
     def _write_index(self) -> None:

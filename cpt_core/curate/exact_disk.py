@@ -18,11 +18,8 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from datatrove.data import Document, DocumentsPipeline
-from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from cpt_core.curate.dedup import EXACT_FILE, normalise_text
-from cpt_core.curate.funnel import LanguageFunnelFilter
+from cpt_core.curate.dedup import EXACT_FILE, ExactDedupFilter, normalise_text
 
 EXACT_DIR = "exact"
 HASHES, IDS = "hashes.npy", "ids.npy"
@@ -76,26 +73,14 @@ def write_run_index(folder: Path, accepted: dict[bytes, str]) -> None:
     np.save(folder / IDS, ids)
 
 
-class DiskExactDedupFilter(LanguageFunnelFilter):
-    """Drops documents whose normalised text was already accepted, in this run or a visible earlier one."""
+class DiskExactDedupFilter(ExactDedupFilter):
+    """Drops documents whose normalised text was already accepted, in this run or a visible earlier one; the
+    earlier runs' hashes stay on disk (memory-mapped, searched), only this run's are held."""
 
     name = "🎯 Exact dedup (on disk)"
 
-    def __init__(
-        self,
-        dedup_state: str | Path,
-        earlier_runs: list[str],
-        index_dir: str | Path,
-        exclusion_writer: DiskWriter | None = None,
-    ):
-        super().__init__(exclusion_writer)
-        self.dedup_state = str(dedup_state)
-        self.earlier_runs = list(earlier_runs)
-        self.index_dir = str(index_dir)
+    def _load_earlier(self) -> None:
         self.earlier: list[tuple[str, np.ndarray, np.ndarray]] = []
-        self.accepted: dict[bytes, str] = {}
-
-    def _open_earlier(self) -> None:
         total = 0
         for run in self.earlier_runs:
             run_dir = Path(self.dedup_state) / run
@@ -108,6 +93,9 @@ class DiskExactDedupFilter(LanguageFunnelFilter):
         self.stat_update("earlier_runs", value=len(self.earlier))
         self.stat_update("earlier_exact_hashes", value=total)
 
+    def _digest(self, text: str) -> bytes:
+        return _digest(text)
+
     def _find_earlier(self, digest: bytes) -> tuple[str, str] | None:
         for run, hashes, ids in self.earlier:
             pos = int(np.searchsorted(hashes, digest))
@@ -115,24 +103,5 @@ class DiskExactDedupFilter(LanguageFunnelFilter):
                 return run, str(ids[pos])
         return None
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        digest = _digest(doc.text)
-        if digest in self.accepted:
-            doc.metadata["duplicate_of"] = self.accepted[digest]
-            doc.metadata["duplicate_similarity"] = 1.0
-            return False, "exact_duplicate"
-        found = self._find_earlier(digest)
-        if found is not None:
-            doc.metadata["duplicate_of"] = found[1]
-            doc.metadata["duplicate_similarity"] = 1.0
-            doc.metadata["duplicate_of_run"] = found[0]
-            return False, "duplicate_of_earlier_run"
-        self.accepted[digest] = str(doc.id)
-        return True
-
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        if world_size != 1:
-            raise ValueError("exact dedup must run as a single task: input order decides which copy is kept")
-        self._open_earlier()
-        yield from super().run(data, rank, world_size)
+    def _write_index(self) -> None:
         write_run_index(Path(self.index_dir) / EXACT_DIR, self.accepted)

@@ -219,19 +219,9 @@ async def _runs_of(client, deployment_id) -> list:
 
 async def _artifact_types(client, flow_run_id) -> set[str]:
     """Artifact types of a flow run and of its subflow runs (ingest and curate publish their progress)."""
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        FlowRunFilter,
-        FlowRunFilterParentFlowRunId,
-    )
+    from benchmarks.ui_screenshots import run_artifacts
 
-    children = await client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
-    )
-    ids = [flow_run_id, *[c.id for c in children]]
-    artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
-    return {a.type for a in artifacts}
+    return {a.type for a in await run_artifacts(client, flow_run_id)}
 
 
 def test_unauthenticated_requests_are_refused(server):
