@@ -215,10 +215,11 @@ class RemoteRootLock:
 
 def _pull_for_run(mirror: RootMirror, run_id: str) -> None:
     """What a run reads: the state, its own folder, and the champion's model and held-out text."""
+    from cpt_core.evaluate.registry import Registry
+
     mirror.pull("state")
     mirror.pull(f"runs/{run_id}")
-    registry = RunLayout(mirror.local, run_id).registry
-    champion = json.loads(registry.read_text()).get("champion") if registry.exists() else None
+    champion = Registry(RunLayout(mirror.local, run_id).registry).champion()
     if not champion:
         return
     model = run_relative_path(champion["model_dir"], champion["run_id"])
