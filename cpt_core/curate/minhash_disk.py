@@ -198,15 +198,22 @@ class _EarlierIndex:
         self.ids = np.load(folder / KEPT_IDS, mmap_mode="r")
         self.dtype = _band_dtype(rows)
         self.full = _memmap(folder / KEPT_SIGNATURES, (len(self.ids), num_hashes))
+        self._tables: dict[int, np.ndarray | None] = {}  # bucket -> its band table, mapped once
 
     def signature(self, row: int) -> np.ndarray:
         return self.full[row]
 
+    def _table(self, bucket: int) -> np.ndarray | None:
+        if bucket not in self._tables:
+            path = self.folder / BAND_TABLE.format(bucket)
+            present = path.is_file() and path.stat().st_size > 0
+            self._tables[bucket] = np.memmap(path, dtype=self.dtype, mode="r") if present else None
+        return self._tables[bucket]
+
     def rows_with_band(self, bucket: int, band: np.ndarray) -> list[int]:
-        path = self.folder / BAND_TABLE.format(bucket)
-        if not path.is_file() or path.stat().st_size == 0:
+        table = self._table(bucket)
+        if table is None:
             return []
-        table = np.memmap(path, dtype=self.dtype, mode="r")
         first = table["h0"]
         lo, hi = np.searchsorted(first, band[0], "left"), np.searchsorted(first, band[0], "right")
         return [
