@@ -55,6 +55,7 @@ import os
 import shutil
 import unicodedata
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -181,6 +182,17 @@ def exact_hash(text: str) -> str:
     return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
 
 
+def read_exact_index(path: Path) -> Iterator[tuple[str, str]]:
+    """``(hex sha256, doc id)`` of each line of a memory-backend run's ``exact.txt``; a malformed line is an
+    error naming the file and line."""
+    with open(path, encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            digest, sep, doc_id = line.rstrip("\n").partition("\t")
+            if not sep or len(digest) != 64:
+                raise ValueError(f"{path}:{line_no}: expected '<sha256>\\t<doc id>', got {line[:80]!r}")
+            yield digest, doc_id
+
+
 def uses_character_shingles(text: str, language: str | None) -> bool:
     if language:
         return language in CHARACTER_SHINGLE_LANGUAGES
@@ -263,14 +275,8 @@ class ExactDedupFilter(LanguageFunnelFilter):
             if not path.is_file():
                 self._load_disk_run(run_dir)
                 continue
-            with open(path, encoding="utf-8") as fh:
-                for line_no, line in enumerate(fh, 1):
-                    digest, sep, doc_id = line.rstrip("\n").partition("\t")
-                    if not sep or len(digest) != 64:
-                        raise ValueError(
-                            f"{path}:{line_no}: expected '<sha256>\\t<doc id>', got {line[:80]!r}"
-                        )
-                    self.earlier.setdefault(digest, (run_dir.name, doc_id))
+            for digest, doc_id in read_exact_index(path):
+                self.earlier.setdefault(digest, (run_dir.name, doc_id))
         self.stat_update("earlier_runs", value=len(runs))
         self.stat_update("earlier_exact_hashes", value=len(self.earlier))
 

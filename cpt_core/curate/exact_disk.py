@@ -12,22 +12,21 @@ against earlier runs and later steps search it on disk like any other.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from cpt_core.curate.dedup import EXACT_FILE, ExactDedupFilter, normalise_text
+from cpt_core.curate.dedup import EXACT_FILE, ExactDedupFilter, exact_hash, read_exact_index
 
 EXACT_DIR = "exact"
 HASHES, IDS = "hashes.npy", "ids.npy"
 
 
 def _digest(text: str) -> bytes:
-    """The hex sha256 as bytes: fixed width, and no NUL bytes, which numpy's ``S`` arrays would strip."""
-    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest().encode("ascii")
+    """``exact_hash`` as bytes: fixed width, and no NUL bytes, which numpy's ``S`` arrays would strip."""
+    return exact_hash(text).encode("ascii")
 
 
 def _sorted_arrays(digests: list[bytes], ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,10 +53,8 @@ def build_run_index(run_dir: Path) -> bool:
     if not text.is_file():
         return False
     accepted: dict[bytes, str] = {}
-    with open(text, encoding="utf-8") as fh:
-        for line in fh:
-            digest, _, doc_id = line.rstrip("\n").partition("\t")
-            accepted.setdefault(digest.encode("ascii"), doc_id)
+    for digest, doc_id in read_exact_index(text):
+        accepted.setdefault(digest.encode("ascii"), doc_id)
     tmp = run_dir / (EXACT_DIR + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     write_run_index(tmp, accepted)
