@@ -11,6 +11,7 @@ and its meta robots directives. XML (sitemaps, feeds) is parsed without entities
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,6 +26,9 @@ FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+j
 RESOLVED_MAX = 200_000  # remembered (folder, href) resolutions; the table is cleared when full
 _HTML_PARSER = lxml.etree.HTMLParser()
 _RESOLVED: dict[tuple[str, str], str | None] = {}
+_MISSING = object()
+_XPATH_SPACE = re.compile("[ \t\r\n]+")  # what XPath's normalize-space() folds
+_ROBOTS_CASE = str.maketrans("ROBTS", "robts")
 
 
 def normalise_url(url: str, base: str | None = None) -> str | None:
@@ -75,22 +79,36 @@ def parse_page(body: bytes, url: str) -> PageLinks:
         return PageLinks()
     if doc is None:
         return PageLinks()
-    base = url
-    for href in doc.xpath("//base/@href")[:1]:
-        base = urljoin(url, href.strip())
-    page = PageLinks(links=_unique(doc.xpath("//a/@href"), base))
-    canonical = doc.xpath("//link[contains(concat(' ', normalize-space(@rel), ' '), ' canonical ')]/@href")
-    page.canonical = normalise_url(str(canonical[0]), base) if canonical else None
-    feeds = [
-        el.get("href", "")
-        for el in doc.xpath("//link[@rel='alternate'][@href]")
-        if (el.get("type") or "").strip().lower() in FEED_TYPES
-    ]
+    page = PageLinks()
+    base, hrefs, canonical, feeds = url, [], None, []
+    found_base = False
+    # One pass over the elements read (document order), not one XPath walk of the whole tree per kind.
+    for el in doc.iter("a", "base", "link", "meta"):
+        tag = el.tag
+        if tag == "a":
+            href = el.get("href")
+            if href is not None:
+                hrefs.append(href)
+        elif tag == "link":
+            href = el.get("href")
+            if href is None:
+                continue
+            rel = el.get("rel") or ""
+            if canonical is None and "canonical" in _XPATH_SPACE.split(rel):
+                canonical = href
+            if rel == "alternate" and (el.get("type") or "").strip().lower() in FEED_TYPES:
+                feeds.append(href)
+        elif tag == "base":
+            href = el.get("href")
+            if href is not None and not found_base:
+                base, found_base = urljoin(url, href.strip()), True
+        elif (el.get("name") or "").translate(_ROBOTS_CASE) == "robots" and el.get("content") is not None:
+            directives = robots_directives(el.get("content"))
+            page.noindex |= "noindex" in directives
+            page.nofollow |= "nofollow" in directives
+    page.links = _unique(hrefs, base)
+    page.canonical = normalise_url(canonical, base) if canonical is not None else None
     page.feeds = _unique(feeds, base)
-    for content in doc.xpath("//meta[translate(@name,'ROBTS','robts')='robots']/@content"):
-        directives = robots_directives(str(content))
-        page.noindex |= "noindex" in directives
-        page.nofollow |= "nofollow" in directives
     return page
 
 
@@ -138,17 +156,20 @@ def _resolve(href: str, base: str, folder: str) -> str | None:
     Pages of a site share most links (menus, indexes) and normalising is most of the cost of reading a page,
     so results are kept in a bounded table. The table is only used where RFC 3986 resolution depends on
     the base's scheme, host and folder alone: a non-empty reference that starts with neither ``?`` nor
-    ``#`` and is either scheme-less (no ``:`` before its first ``/``) or an absolute http(s) URL.
+    ``#`` and is either scheme-less (no ``:`` before its first ``/``) or an absolute http(s) URL. A fragment
+    never changes the result (it is dropped), so the table is keyed on what precedes it: ``a.html#x`` and
+    ``a.html#y`` are one entry, and a fragment-only reference is the base itself, one entry per page.
     """
     head = href.split("/", 1)[0]
-    if not href or href[0] in "?#" or (":" in head and not href.lower().startswith(("http://", "https://"))):
+    if not href or href[0] == "?" or (":" in head and not href.lower().startswith(("http://", "https://"))):
         return normalise_url(href, base)
-    key = (folder, href)
-    if key not in _RESOLVED:
+    key = (base, "#") if href[0] == "#" else (folder, href.split("#", 1)[0] if "#" in href else href)
+    found = _RESOLVED.get(key, _MISSING)
+    if found is _MISSING:
         if len(_RESOLVED) >= RESOLVED_MAX:
             _RESOLVED.clear()
-        _RESOLVED[key] = normalise_url(href, base)
-    return _RESOLVED[key]
+        found = _RESOLVED[key] = normalise_url(href, base)
+    return found
 
 
 def _xml_root(body: bytes):

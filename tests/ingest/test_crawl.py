@@ -6,6 +6,7 @@ import hashlib
 import json
 import socket
 import time
+import urllib.parse
 from collections import Counter
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -341,7 +342,8 @@ def test_links_resolved_through_the_folder_table_equal_plain_normalisation():
     hrefs = [
         "x.html", "./x.html#a", "../up/y.html?b=2&utm_source=z", "/root", "//other.example/p", "?q=1", "#frag",
         "", "http://Example.com:80/A", "https://example.com/s", "http:?odd", "javascript:void(0)", "mailto:a@b",
-        "sub/;params", "HTTP://x.org/a:b", "a:b/c", " spaced.html ",
+        "sub/;params", "HTTP://x.org/a:b", "a:b/c", " spaced.html ", "x.html#b", "#other", "#", "a#b/c:d",
+        "x.html?utm_source=a#f", "../x.html#a", "http://example.com/dir/#top",
     ]  # fmt: skip
     bases = ["http://example.com/dir/page.html?x=1#f", "http://example.com", "https://example.com:8443/d/"]
     for base in bases:
@@ -354,6 +356,40 @@ def test_links_resolved_through_the_folder_table_equal_plain_normalisation():
         "http://example.com/d/a.html",
         "http://example.com/b",
     ]
+
+
+def test_page_read_in_one_pass_matches_xpath_reading():
+    """parse_page reads links, base, canonical, feeds and meta robots as these XPath expressions select them."""
+    import lxml.etree
+
+    from cpt_core.ingest import urls
+
+    page = b"""<html><head><link rel="Canonical" href="/not-canonical"><link rel="alternate" href="/nohref-type">
+    <link rel=" alternate  canonical " href="c.html#x"><link rel="canonical" href="/second">
+    <link rel="alternate" type=" Application/RSS+XML " href="feed.xml"><link rel="alternate feed" type="application/rss+xml" href="/no">
+    <link rel="canonical"><meta name="ROBOTS" content="NoFollow"><meta name="rObOtS" content="otherbot: noindex">
+    <meta name="robots"><meta name="googlebot" content="noindex"></head><body>
+    <a href="a.html">1</a><a>no href</a><a href="#top">2</a><a href="sub/b.html#k">3</a><base href="/other/">
+    <base href="/ignored/"><a href="a.html#z">4</a><a href="">5</a></body></html>"""  # fmt: skip
+    url = "http://example.com/d/i.html"
+    doc = lxml.etree.fromstring(page, lxml.etree.HTMLParser())
+    base = urllib.parse.urljoin(url, doc.xpath("//base/@href")[0].strip())
+    canonical = doc.xpath("//link[contains(concat(' ', normalize-space(@rel), ' '), ' canonical ')]/@href")
+    feeds = [
+        el.get("href", "")
+        for el in doc.xpath("//link[@rel='alternate'][@href]")
+        if (el.get("type") or "").strip().lower() in urls.FEED_TYPES
+    ]
+    meta = doc.xpath("//meta[translate(@name,'ROBTS','robts')='robots']/@content")
+    got = urls.parse_page(page, url)
+    assert got.links == urls._unique(doc.xpath("//a/@href"), base)
+    assert got.links == [
+        "http://example.com/other/a.html", "http://example.com/other/", "http://example.com/other/sub/b.html",
+    ]  # fmt: skip
+    assert got.canonical == normalise_url(str(canonical[0]), base) == "http://example.com/other/c.html"
+    assert got.feeds == urls._unique(feeds, base) == ["http://example.com/other/feed.xml"]
+    assert meta == ["NoFollow", "otherbot: noindex"]
+    assert (got.noindex, got.nofollow) == (False, True)
 
 
 def test_crawl_then_extract_decodes_korean(site, first_crawl, tmp_path):
