@@ -62,11 +62,10 @@ from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, row_from_log
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher, FetchSettings, Response
 from cpt_core.ingest.page_reader import (
     PageRead,
-    PageReaders,
     directives,
     feed_links_safe,
     normalised,
-    page_pool,
+    page_readers,
     read_page,
 )
 from cpt_core.ingest.seeds import SeedFinder
@@ -199,8 +198,7 @@ class _Crawler:
 
     async def _walk(self) -> None:
         self.fetcher = Fetcher(_fetch_settings(self.cfg))
-        self.pool = page_pool(self.cfg.parse_workers)
-        self.readers = PageReaders(self.pool, self.cfg.parse_workers) if self.pool is not None else None
+        self.readers = page_readers(self.cfg.parse_workers)
         inflight: deque[tuple[tuple[str, int, int, str], asyncio.Future]] = deque()
         try:
             finder = SeedFinder(self.fetcher, self.cfg)
@@ -231,8 +229,8 @@ class _Crawler:
             for _, task in inflight:
                 task.cancel()
             await self.fetcher.close()
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+            if self.readers is not None:
+                self.readers.shutdown()
 
     def _start(self, item: tuple[str, int, int, str]) -> asyncio.Future:
         url = item[0]

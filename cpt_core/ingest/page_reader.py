@@ -12,7 +12,9 @@ free one together with the others that arrived meanwhile, so a busy crawl pays t
 once per batch, not once per page, and an idle one sends each page at once.
 
 The workers are forked from a forkserver that has this module (lxml, courlan, httpx) imported already, and
-the pool starts its workers as soon as it is made, so a crawl does not wait for their imports.
+the pool starts its workers as soon as it is made. Until the first worker answers (the forkserver's imports
+take about a second on a busy machine, longer than the first pages take to arrive) pages are read on the
+event loop, so a crawl never waits for its workers to start; the result is the same either way.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
-from concurrent.futures import Executor, ProcessPoolExecutor
+import threading
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import NamedTuple
 
 from cpt_core.ingest.fetch import Response
@@ -57,14 +60,19 @@ def read_pages(batch: list[tuple]) -> list[PageRead]:
 
 
 class PageReaders:
-    """Reads pages in ``pool``'s worker processes, batching what arrives while all ``workers`` are busy."""
+    """Reads pages in ``pool``'s worker processes, batching what arrives while all ``workers`` are busy.
 
-    def __init__(self, pool: Executor, workers: int) -> None:
-        self.pool, self.workers = pool, workers
+    ``started``: a task submitted to the pool when it was made; until it is done, pages are read inline.
+    """
+
+    def __init__(self, pool: Executor, workers: int, started: Future | None = None) -> None:
+        self.pool, self.workers, self.started = pool, workers, started
         self.waiting: list[tuple[tuple, asyncio.Future]] = []
         self.busy = 0
 
     async def read(self, url: str, res: Response, fetched_at: str, prev_sha256: str | None) -> PageRead:
+        if self.started is not None and not self.started.done():
+            return read_page(url, res, fetched_at, prev_sha256)  # the workers are still starting
         future = asyncio.get_running_loop().create_future()
         self.waiting.append(((url, res, fetched_at, prev_sha256), future))
         self._send()
@@ -91,8 +99,11 @@ class PageReaders:
                 future.set_result(done.result()[i])
         self._send()
 
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
-def page_pool(workers: int) -> Executor | None:
+
+def page_readers(workers: int) -> PageReaders | None:
     """Processes that read pages in parallel with the event loop; None (read inline) when 0 or unavailable."""
     if workers <= 0:
         return None
@@ -103,11 +114,22 @@ def page_pool(workers: int) -> Executor | None:
         if forkserver:
             ctx.set_forkserver_preload(PRELOAD)  # no effect once the forkserver runs: it has them already
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-        pool.submit(int)  # start the workers now, while the crawl reads robots.txt and its seeds
-        return pool
+        started: Future = Future()
+        # Start the workers now, while the crawl reads robots.txt and its seeds, from a thread: starting one
+        # waits for the forkserver's imports, which would hold up the event loop.
+        threading.Thread(target=_start, args=(pool, started), name="page-readers-start", daemon=True).start()
+        return PageReaders(pool, workers, started)
     except (OSError, ValueError, NotImplementedError) as err:
         logger.warning("crawl: reading pages on the event loop (no worker processes: %s)", err)
         return None
+
+
+def _start(pool: Executor, started: Future) -> None:
+    try:
+        pool.submit(int).result()
+        started.set_result(None)
+    except Exception as err:  # noqa: BLE001 (a pool that cannot start: reading a page raises it again)
+        started.set_exception(err)
 
 
 def directives(page: PageLinks, res: Response) -> PageLinks:

@@ -547,3 +547,31 @@ def test_page_readers_batch_pages_that_wait_and_read_them_as_inline_reading_does
         ("request", "2025-01-01T00:00:00Z", b""),
         ("response", "2025-01-01T00:00:00Z", res[0].body),
     ]
+
+
+def test_page_readers_read_inline_until_their_workers_have_started():
+    import asyncio
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from cpt_core.ingest import page_reader
+
+    class Counting(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args, **kwargs):
+            Counting.submitted += 1
+            return super().submit(*args, **kwargs)
+
+    res = Response(status=200, status_line="200 OK", headers=[("Content-Type", "text/html")], mime="text/html",
+                   body=_page("p", LOREM, ["/q"]).encode(), request_line="GET /p HTTP/1.1")  # fmt: skip
+    args = ("http://example.com/p", res, "2025-01-01T00:00:00Z", None)
+    started: Future = Future()
+    readers = page_reader.PageReaders(Counting(1), workers=1, started=started)
+    early = asyncio.run(readers.read(*args))
+    assert Counting.submitted == 0  # read on the event loop: the worker was not up yet
+    started.set_result(None)
+    late = asyncio.run(readers.read(*args))
+    assert Counting.submitted == 1
+    readers.shutdown()
+    assert (early.sha256, early.page) == (late.sha256, late.page) == page_reader.read_page(*args)[:2]
+    assert early.page.links == ["http://example.com/q"]
