@@ -61,6 +61,7 @@ from cpt_core.faults import fault_point
 from cpt_core.ingest.crawl_db import CrawlDB, RunRows, is_fresh, row_from_log
 from cpt_core.ingest.fetch import XML_TYPES, Fetcher, FetchSettings, Response
 from cpt_core.ingest.page_reader import (
+    DEFAULT_READERS,
     PageRead,
     directives,
     feed_links_safe,
@@ -134,10 +135,10 @@ class CrawlConfig(BaseModel):
     )
     warc_file_mb: int = Field(100, ge=1, description="start a new WARC file once one reaches this size")
     parse_workers: int = not_in_key(
-        1,
+        DEFAULT_READERS,
         ge=0,
-        description="processes that read fetched pages (links, robots meta, sha256) while the event loop "
-        "keeps fetching; 0: read them on the event loop",
+        description="processes that read fetched pages (links, robots meta, WARC records) while the event "
+        "loop keeps fetching; 0: read them on the event loop; default: one per CPU but the loop's, 1 to 4",
     )
 
     def full_user_agent(self) -> str:
