@@ -11,7 +11,7 @@ Pages go to the workers in batches: a page that arrives while every worker is bu
 free one together with the others that arrived meanwhile, so a busy crawl pays the round trip to a worker
 once per batch, not once per page, and an idle one sends each page at once.
 
-The workers are forked from a forkserver that has this module (lxml, courlan, httpx) imported already, and
+The workers are forked from a forkserver that has this module (lxml, courlan, aiohttp) imported already, and
 the pool starts its workers as soon as it is made. Until the first worker answers (the forkserver's imports
 take about a second on a busy machine, longer than the first pages take to arrive) pages are read on the
 event loop, so a crawl never waits for its workers to start; the result is the same either way.
