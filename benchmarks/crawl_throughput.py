@@ -14,14 +14,19 @@ links with the same ``extract_links`` as ours (so a faster link reader speeds up
 after: on a shared machine the figures move with it. Last line: ``key=value`` figures, ``ratio`` = ours
 with politeness off / reference.
 
-Where the CPU goes (python3.11-doc pages, ~84 KB each, ~330 links; 2 shared cores, politeness off), per
-page: ours spends ~5 ms on the event loop (httpx ~2, loop and reader round trips ~2, log and queue ~1) and
-~9.5 ms in its reader process (lxml parse ~2, XPath ~1, link normalisation ~2 on a cold table, WARC records
-with gzip level 6 ~2.5, hand-off ~1), plus ~1.5 ms of reader start-up spread over 300 pages; the local
-server costs ~0.7 ms, so it is not what limits the figures. The reference spends ~12-14 ms of CPU plus the
-50 ms wait. 10x the reference (~155 pages/s) needs ~6.5 ms of wall time per page: ~16.5 ms of CPU per page
-over at least 2.6 free cores, with ``parse_workers`` >= 2 so that no one process takes more than 6.5 ms.
-On 2 cores the ceiling is ~2/16.5 ms = ~120 pages/s (~8x), and less while other jobs load the cores.
+Where the CPU goes (python3.11-doc pages, ~90 KB each, ~330 links; 2 shared cores, politeness off; CPU time
+per page of each process, from ``time.process_time`` and ``/proc``): ours spends ~1.8 ms on the event loop
+(aiohttp ~0.7, the walk with its fetch log and queue ~1, hand-off ~0.1) and ~4.5 ms in its reader process
+(lxml parse ~2.3, reading the links ~0.6 with the link table, WARC records at gzip level 3 ~1, sha256 and
+hand-off ~0.5). Until the reader is up (its forkserver imports this script and the crawler: ~0.6 s idle,
+~1.4 s on a busy machine) pages are read on the event loop, ~60 of the 300 on a busy machine. The local
+server costs ~0.7 ms a page; the reference ~9 ms of CPU plus the 50 ms wait. Before aiohttp, the one-pass
+link reader and gzip level 3 the figures were ~3.5 ms on the loop and ~11.5 ms in the reader.
+
+10x the reference (~150 pages/s) needs ~6.5 ms of wall time per page. Once the walk has fanned out, ours
+does ~190 pages/s on 2 cores loaded by other jobs (pages 100-300 in ~1.05 s); the first ~100 pages take
+~1.8 s of the ~2.9: the walk spreads from one seed a level at a time, 50 ms a level, while the reader
+starts. So over the default 300 pages the ratio is ~7 on a busy machine, and grows with ``--pages``.
 
     python benchmarks/crawl_throughput.py [--pages 300] [--latency-ms 50]
 """
