@@ -9,7 +9,9 @@ a pure function of the response, the URL and the fetch time (WARC record ids asi
 
 Pages go to the workers in batches: a page that arrives while every worker is busy waits for the next
 free one together with the others that arrived meanwhile, so a busy crawl pays the round trip to a worker
-once per batch, not once per page, and an idle one sends each page at once.
+once per batch, not once per page, and an idle one sends each page at once. A batch comes back whole, so
+its first page's links wait for its last page: batches of at most ``MAX_BATCH`` = 8 pages (~40 ms of
+reading) cost little more in round trips than 32 did and brought a 300-page crawl in ~10% sooner.
 
 The workers are forked from a forkserver that has this module (lxml, courlan, aiohttp) imported already, and
 the pool starts its workers as soon as it is made. Until the first worker answers (the forkserver's imports
@@ -35,7 +37,7 @@ from cpt_core.ingest.warc import page_records
 logger = logging.getLogger(__name__)
 # what the forkserver imports once, so that each worker starts forked from it
 PRELOAD = ["__main__", __name__]
-MAX_BATCH = 32  # most pages sent to a worker at once
+MAX_BATCH = 8  # most pages sent to a worker at once
 
 
 def _cpus() -> int:
