@@ -264,6 +264,7 @@ def main() -> None:
     graph = shared_stages(config, layout)
     model_dir = resolve_base_model(config.base_model, layout.cache)
     probe = reference_probe(config, probe_cfg, layout)
+    probes_key = digest(probe)[:16]  # a changed auto probe re-scores every model, the base model included
     rows, results, heldout = {}, {}, None
     for name in args.arms:
         print(f"arm {name}: synthesize, tokenize, train ...", flush=True)
@@ -275,10 +276,11 @@ def main() -> None:
             raise RuntimeError(f"arm {name}: held-out domain text differs from the first arm's")
         arm_dir = rows[name]["dir"]
         results[name] = evaluate(
-            config, arm_dir / "model" / "final", heldout, graph, probe, arm_dir / "eval", rows[name]["train_key"]
+            config, arm_dir / "model" / "final", heldout, graph, probe, arm_dir / "eval",
+            f"{rows[name]['train_key']}:{probes_key}",
         )
         print(f"arm {name}: {json.dumps(results[name])} (train {rows[name]['train_s']} s)", flush=True)
-    base = evaluate(config, model_dir, heldout, graph, probe, layout.run / "arms" / "base-eval", "base")
+    base = evaluate(config, model_dir, heldout, graph, probe, layout.run / "arms" / "base-eval", f"base:{probes_key}")
     wall = time.monotonic() - started
     print_table(base, rows, results, args.variant)
     print(f"wall time: {wall:.0f} s; training steps per arm: {config.train.max_steps or 'recipe (epochs)'}")

@@ -28,7 +28,9 @@ _DATE_EN = re.compile(
     rf"\b(?:(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # March 3, 2026
     rf"|\d{{1,2}}\s+(?:{_MONTHS})\.?,?\s+\d{{4}}"  # 3 March 2026
     rf"|\d{{4}}-\d{{2}}-\d{{2}}"  # 2026-03-03
-    rf"|(?:{_MONTHS})\s+\d{{4}})\b"  # March 2026
+    rf"|(?:{_MONTHS})\s+\d{{4}}"  # March 2026
+    rf"|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?!\d)"  # March 3 (no year)
+    rf"|\d{{1,2}}\s+(?:{_MONTHS}))\b"  # 3 March (no year)
 )
 _YEAR_EN = re.compile(r"\b(?:in|since|by|until|from|during|of)\s+((?:19|20)\d{2})\b")
 _NUMBER_EN = re.compile(
@@ -170,13 +172,25 @@ def mentions(sentence: str, language: str) -> list[Mention]:
     return korean_mentions(sentence) if language == "ko" else english_mentions(sentence)
 
 
+def _sentence_initial_word(m: Mention, sentence: str, named_inside: set[str]) -> bool:
+    """A one-word English "entity" that starts its sentence and is never capitalised inside one in the
+    document: a capitalised common word ("Voters in ...", "Staff at ..."), not a name."""
+    return m.type == "entity" and " " not in m.text and not sentence[: m.start].strip(" \"'“(") and (
+        m.text not in named_inside
+    )
+
+
 def extract_relations(doc_id: str, text: str, language: str | None = None) -> list[Relation]:
     """The relations of a document: each sentence with two or more distinct mentions, one an entity."""
     language = detect_language(text, language)
+    sentences = [(s, mentions(s, language)) for s in split_sentences(text, language)]
+    named_inside = {m.text for s, found in sentences for m in found if s[: m.start].strip(" \"'“(")}
     relations = []
-    for sentence in split_sentences(text, language):
+    for sentence, found_in in sentences:
         found: list[Mention] = []
-        for m in mentions(sentence, language):
+        for m in found_in:
+            if language == "en" and _sentence_initial_word(m, sentence, named_inside):
+                continue
             if all(m.text != f.text for f in found):
                 found.append(m)
         if len(found) >= 2 and any(m.type == "entity" for m in found):

@@ -8,7 +8,13 @@ extractable. Without a generator model the forms are templates around the relati
 - ``qa``: a question made by replacing one mention of the sentence with a question word, and its answer,
   one per document, so the answer has to come from the weights and not from earlier in the same context;
 - ``summary``: for each entity named in two or more relations (across documents), a document that lists
-  what the corpus says about it, which ties facts about one entity together.
+  what the corpus says about it, which ties facts about one entity together;
+- ``pair``: short questions from one entity of the sentence to each other mention, in both directions, each
+  asked on the clause that links the two (the words between them and a few either side), not the whole
+  sentence, and rendered ``copies`` times in different templates. A model learns a fact in the direction it
+  reads it (A is B does not teach B is A), and a question whose answer follows its cue directly, seen in
+  several wordings, is what makes a fact recallable; the short clause keeps the budget on the fact rather
+  than on the sentence's other clauses.
 
 Every document is a pure function of its relations and the seed: the same corpus gives the same documents.
 """
@@ -17,10 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 
 from cpt_core.synthesize.extract import Mention, Relation
 
-FORMS = ("statement", "qa", "summary")
+FORMS = ("pair", "qa", "summary", "statement")
+DEFAULT_FORMS = ("pair", "qa", "summary")
 
 STATEMENT_TEMPLATES = {
     "en": (
@@ -39,13 +47,19 @@ STATEMENT_TEMPLATES = {
     ),
 }
 QA_TEMPLATES = {
-    "en": ("Q: {question}\nA: {answer}.", "Question: {question}\nAnswer: {answer}.", "{question} {answer}."),
-    "ko": ("질문: {question}\n답: {answer}.", "문: {question}\n답: {answer}.", "{question} 정답은 {answer}."),
+    "en": ("Q: {question}\nA: {answer}.", "Question: {question}\nAnswer: {answer}.", "{question} {answer}.",
+           "{question} The answer is {answer}."),
+    "ko": ("질문: {question}\n답: {answer}.", "문: {question}\n답: {answer}.", "{question} 정답은 {answer}.",
+           "{question} 답은 {answer}이다."),
 }
 QUESTION_WORDS = {
     "en": {"date": "which date", "number": "what number", "entity": "which name"},
     "ko": {"date": "언제", "number": "몇", "entity": "무엇"},
 }
+# How far a pair's clause reaches beyond its two mentions (words), and where it stops regardless.
+CLAUSE_BEFORE, CLAUSE_AFTER = 4, 6
+_CLAUSE_STOP = ",;:()\u2014"
+_TRAILING = frozenset("a an the of in on at to for from by with and or as its their his her".split())
 SUMMARY_HEADS = {"en": "What the sources say about {entity}:", "ko": "{entity}에 대해 알려진 사실:"}
 
 
@@ -100,6 +114,47 @@ def qa_documents(relation: Relation, n: int, seed: int) -> list[str]:
     ]
 
 
+def clause_question(relation: Relation, cue: Mention, answer: Mention) -> str:
+    """A question on the clause linking ``cue`` and ``answer``: the words between them, up to
+    ``CLAUSE_BEFORE`` words before and ``CLAUSE_AFTER`` after (stopping at punctuation or another mention),
+    the answer replaced by a question word. Korean, whose clauses do not split that way, asks the sentence."""
+    if relation.language != "en":
+        return question_for(relation, answer)
+    sentence = relation.sentence
+    lo, hi = min(cue.start, answer.start), max(cue.end, answer.end)
+    others = [m for m in relation.mentions if m is not cue and m is not answer]
+    left_limit = max([0] + [m.end for m in others if m.end <= lo] + [sentence.rfind(c, 0, lo) + 1 for c in _CLAUSE_STOP])
+    right_limit = min([len(sentence)] + [m.start for m in others if m.start >= hi]
+                      + [i for c in _CLAUSE_STOP + "." if (i := sentence.find(c, hi)) >= 0])
+    before = sentence[left_limit:lo].split()[-CLAUSE_BEFORE:]
+    after = sentence[hi:right_limit].split()[:CLAUSE_AFTER]
+    while after and after[-1].lower().strip(".!?") in _TRAILING:
+        after.pop()
+    word = QUESTION_WORDS["en"][answer.type]
+    middle = sentence[lo:hi]
+    middle = middle[: answer.start - lo] + word + middle[answer.end - lo :]
+    text = " ".join(before + [middle] + after).strip().rstrip(".!? ")
+    text = re.sub(rf"\b(?:the|a|an) ({word})\b", r"\1", text, flags=re.IGNORECASE)  # "the which name" -> "which name"
+    return text[:1].upper() + text[1:] + "?"
+
+
+def pair_documents(relation: Relation, copies: int, seed: int) -> list[list[str]]:
+    """For each of ``copies`` renderings, a question/answer document per (entity, other mention) pair.
+
+    Every entity of the sentence is a cue for every other entity, so each fact is asked from both ends; a
+    date or number is asked from the entity nearest to it (its clause says most about it). Rendering ``c`` uses the template after rendering ``c - 1``'s, starting from a seeded one."""
+    templates = QA_TEMPLATES[relation.language]
+    pairs = [(cue, answer) for cue in relation.entities for answer in relation.entities if answer is not cue]
+    for answer in (m for m in relation.mentions if m.type != "entity"):  # a date or number: from its nearest entity
+        pairs.append((min(relation.entities, key=lambda e: abs(e.start - answer.start)), answer))
+    questions = [(clause_question(relation, cue, answer), answer.text) for cue, answer in pairs]
+    start = _score(seed, "pair", relation.sentence) % len(templates)
+    return [
+        [templates[(start + c + i) % len(templates)].format(question=q, answer=a) for i, (q, a) in enumerate(questions)]
+        for c in range(copies)
+    ]
+
+
 def summaries(relations: list[Relation], seed: int, max_facts: int = 8) -> list[tuple[str, list[Relation]]]:
     """``(text, relations used)`` for each entity named in two or more relations, facts in a seeded order."""
     by_entity: dict[tuple[str, str], list[Relation]] = {}
@@ -120,22 +175,25 @@ def summaries(relations: list[Relation], seed: int, max_facts: int = 8) -> list[
 
 
 def restate(
-    relations: list[Relation], forms: list[str], per_relation: int, seed: int, questions: int = 1
+    relations: list[Relation], forms: list[str], per_relation: int, seed: int, questions: int = 1, copies: int = 1
 ) -> list[dict]:
     """Synthetic documents ``{text, form, language, source_docs, rank}`` in a seeded, budget-friendly order.
 
-    ``questions`` is the number of question/answer documents per relation (``qa_documents``); they come
-    before the statements. ``rank`` orders them for a budget: every relation's first form comes before any
-    relation's second, so a small budget still covers many facts rather than many wordings of a few.
+    ``questions`` is the number of question/answer documents per relation (``qa_documents``), ``copies`` the
+    renderings of its pair questions (``pair_documents``). ``rank`` orders them for a budget: every
+    relation's first rendering of its pairs, first question and first statement come before any relation's
+    second, so a small budget still covers many facts rather than many wordings of a few.
     """
     docs = []
     for relation in relations:
-        forms_of = []
-        if "statement" in forms:
-            forms_of += [("statement", text) for text in statements(relation, per_relation, seed)]
+        ranked: list[tuple[int, str, str]] = []
+        if "pair" in forms:
+            ranked += [(c, "pair", t) for c, texts in enumerate(pair_documents(relation, copies, seed)) for t in texts]
         if "qa" in forms:
-            forms_of[:0] = [("qa", text) for text in qa_documents(relation, questions, seed)]  # most useful first
-        for rank, (form, text) in enumerate(forms_of):
+            ranked += [(i, "qa", t) for i, t in enumerate(qa_documents(relation, questions, seed))]
+        if "statement" in forms:
+            ranked += [(i + 1, "statement", t) for i, t in enumerate(statements(relation, per_relation, seed))]
+        for rank, form, text in ranked:
             docs.append({"text": text, "form": form, "language": relation.language,
                          "source_docs": [relation.doc_id], "rank": rank})
     if "summary" in forms:

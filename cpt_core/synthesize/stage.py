@@ -42,14 +42,14 @@ from cpt_core.synthesize.probe import (
     is_probe_sentence,
     probe_items,
 )
-from cpt_core.synthesize.restate import FORMS, restate
+from cpt_core.synthesize.restate import DEFAULT_FORMS, restate
 from cpt_core.train.base_model import model_fingerprint
 
 SYNTHETIC_FILE = "documents/synthetic.jsonl"
 PROBE_FILE = "probe.jsonl"
 META_FILE = "synthesis.json"
 Strategy = Literal["entity", "model"]
-Form = Literal["statement", "qa", "summary"]
+Form = Literal["pair", "qa", "summary", "statement"]
 
 
 class ProbeConfig(BaseModel):
@@ -69,12 +69,19 @@ class SynthesizeConfig(BaseModel):
         description="synthesis strategies: entity (templated restatements), model (a generator model's WRAP "
         "and EntiGraph documents); default (null): entity restatements when no knowledge graph",
     )
-    forms: list[Form] = Field(default_factory=lambda: list(FORMS), description="restatement forms to write")
+    forms: list[Form] = Field(
+        default_factory=lambda: list(DEFAULT_FORMS),
+        description="restatement forms to write (statement is left out by default: measured, the budget teaches "
+        "more as further pair copies)",
+    )
     statements_per_relation: int = Field(3, ge=1, le=5)
     questions_per_relation: int = Field(
         1, ge=1, le=4, description="question/answer documents per relation, each asking about another mention"
     )
-    budget_multiple: float = Field(2.0, ge=0, description="synthetic tokens at most this multiple of real ones")
+    copies: int = Field(
+        4, ge=1, le=8, description="renderings of each pair question, each in another template (form pair)"
+    )
+    budget_multiple: float = Field(4.0, ge=0, description="synthetic tokens at most this multiple of real ones")
     probe: ProbeConfig = Field(default_factory=ProbeConfig)
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig, description="for the model strategy")
     seed: int = 0
@@ -182,7 +189,8 @@ def _synthesize(
                                                  progress)  # fmt: skip
             docs_out += made
         if "entity" in strategies:
-            docs_out += restate(restated, cfg.forms, cfg.statements_per_relation, cfg.seed, cfg.questions_per_relation)
+            docs_out += restate(restated, cfg.forms, cfg.statements_per_relation, cfg.seed, cfg.questions_per_relation,
+                                cfg.copies)
         budget = round(cfg.budget_multiple * sum(len(d["text"]) for d in train_docs))
         docs_out = _within_budget(docs_out, budget)
         lines = [line for d in train_docs + docs_out for line in d["text"].splitlines() if line.strip()]

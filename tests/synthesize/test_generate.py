@@ -78,7 +78,7 @@ def test_generated_documents_are_cached_and_deterministic(curated, tiny, tmp_pat
 def test_model_and_entity_strategies_combine_and_prompts_are_checked(curated, tiny, tmp_path):  # noqa: F811
     cfg = SynthesizeConfig(strategies=["entity", "model"], generator={**GEN, "styles": ["wrap_wiki"]})
     s = run_synthesize(cfg, curated, tmp_path / "syn", 0.15, 5, generator_dir=tiny, cache_dir=tmp_path / "c")
-    assert {"wrap_wiki", "statement"} <= set(s["summary"]["docs_by_form"])
+    assert {"wrap_wiki", "pair"} <= set(s["summary"]["docs_by_form"])
     with pytest.raises(ValueError, match="generator model"):
         run_synthesize(cfg, curated, tmp_path / "x", 0.15, 5)
     with pytest.raises(ValueError, match="entity_b"):

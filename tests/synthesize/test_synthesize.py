@@ -11,7 +11,7 @@ from cpt_core.data.heldout import split_heldout
 from cpt_core.io import write_jsonl
 from cpt_core.synthesize.extract import extract_relations, mentions
 from cpt_core.synthesize.probe import words
-from cpt_core.synthesize.restate import question_for, restate
+from cpt_core.synthesize.restate import clause_question, pair_documents, question_for, restate
 from cpt_core.synthesize.stage import PROBE_FILE, SYNTHETIC_FILE, SynthesizeConfig, run_synthesize
 
 CITIES = ["Busan", "Lisbon", "Oslo", "Denver", "Nairobi", "Quito", "Hanoi", "Perth", "Turin", "Leeds", "Austin",
@@ -104,6 +104,38 @@ def test_more_questions_per_relation_ask_about_each_end_of_the_fact():
     assert restate([rel], ["qa"], 1, seed=0) == docs[:1]  # one question: the same as before
 
 
+def test_capitalised_sentence_starts_are_no_entities_and_dates_need_no_year():
+    text = ("Voters in Ixmewick elected Ines Miraander as mayor. Staff at Ixlirune Analytics were told on Friday "
+            "6 March. Eltemont chose Fenna Wendoris. The council of Eltemont met.")
+    rels = {r.sentence: {(m.text, m.type) for m in r.mentions} for r in extract_relations("d", text, "en")}
+    assert rels["Voters in Ixmewick elected Ines Miraander as mayor."] == {("Ixmewick", "entity"),
+                                                                            ("Ines Miraander", "entity")}
+    assert rels["Staff at Ixlirune Analytics were told on Friday 6 March."] == {("Ixlirune Analytics", "entity"),
+                                                                                 ("6 March", "date")}
+    # a one-word name that starts a sentence stays when the document names it inside another one
+    assert ("Eltemont", "entity") in rels["Eltemont chose Fenna Wendoris."]
+
+
+def test_pair_questions_ask_each_fact_from_both_ends_on_its_clause():
+    sentence = "On 21 March 2026, Maander Logistics unveiled the Bredodor Air at a crowded press event, officials said."
+    rel = extract_relations("d", sentence, "en")[0]
+    maker, product = rel.entities
+    assert clause_question(rel, product, maker) == "Which name unveiled the Bredodor Air at a crowded press event?"
+    assert clause_question(rel, maker, product) == "Maander Logistics unveiled which name at a crowded press event?"
+    docs = pair_documents(rel, copies=2, seed=0)
+    assert len(docs) == 2 and all(len(copy) == 3 for copy in docs)  # each entity to the other, the date once; twice
+    for copy in docs:
+        answers = [d.rsplit("?", 1)[1] for d in copy]
+        assert sum("Maander Logistics" in a for a in answers) == 1 and sum("Bredodor Air" in a for a in answers) == 1
+        assert all("officials said" not in d for d in copy)  # the clause, not the whole sentence
+    names = [m.text for m in rel.mentions]
+    asked = [[next(n for n in names if n in d.rsplit("?", 1)[1]) for d in copy] for copy in docs]
+    assert docs[0] != docs[1] and asked[0] == asked[1]  # the same questions in other templates
+    assert pair_documents(rel, 2, seed=0) == docs  # deterministic
+    ko = extract_relations("k", "김민수 시장은 2026년 3월 5일 부산에서 연설했다.", "ko")[0]
+    assert all(d.count("?") == 1 for d in pair_documents(ko, 1, 0)[0])
+
+
 # ------------------------------------------------------------------------------------------------ the stage
 
 
@@ -113,7 +145,7 @@ def test_synthetic_documents_hold_no_heldout_or_probe_text(curated, tmp_path):
     synthetic = [r["text"] for r in _rows(tmp_path / "syn" / SYNTHETIC_FILE)]
     probe = _rows(tmp_path / "syn" / PROBE_FILE)
     assert s["docs_out"] == len(synthetic) > 0 and s["heldout_docs"] >= 1 and probe
-    assert {"statement", "qa", "summary"} <= set(s["docs_by_form"])
+    assert {"pair", "qa", "summary"} <= set(s["docs_by_form"])
     _, heldout = split_heldout(_corpus(), 0.15, 5)
     held_ids = {d["id"] for d in heldout}
     meta = json.loads((tmp_path / "syn" / "synthesis.json").read_text())
@@ -125,7 +157,7 @@ def test_synthetic_documents_hold_no_heldout_or_probe_text(curated, tmp_path):
         assert not any(sent.rstrip(".") in text for sent in held_sentences)
         for item in probe:
             assert item["evidence"] not in text and item["question"] not in text
-    assert s["synthetic_chars"] <= 2 * s["train_chars"]  # the default budget: 2x
+    assert s["synthetic_chars"] <= 4 * s["train_chars"]  # the default budget: 4x
     smaller = _synth(curated, tmp_path / "small", budget_multiple=0.2)["summary"]
     assert 0 < smaller["synthetic_chars"] <= 0.2 * smaller["train_chars"] < s["synthetic_chars"]
 
