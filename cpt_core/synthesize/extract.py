@@ -172,19 +172,24 @@ def mentions(sentence: str, language: str) -> list[Mention]:
     return korean_mentions(sentence) if language == "ko" else english_mentions(sentence)
 
 
+def _opens_sentence(m: Mention, sentence: str) -> bool:
+    """Whether only quotes or an opening bracket come before ``m`` in its sentence."""
+    return not sentence[: m.start].strip(" \"'“(")
+
+
 def _sentence_initial_word(m: Mention, sentence: str, named_inside: set[str]) -> bool:
     """A one-word English "entity" that starts its sentence and is never capitalised inside one in the
     document: a capitalised common word ("Voters in ...", "Staff at ..."), not a name."""
-    return m.type == "entity" and " " not in m.text and not sentence[: m.start].strip(" \"'“(") and (
-        m.text not in named_inside
-    )
+    return m.type == "entity" and " " not in m.text and _opens_sentence(m, sentence) and m.text not in named_inside
 
 
 def extract_relations(doc_id: str, text: str, language: str | None = None) -> list[Relation]:
     """The relations of a document: each sentence with two or more distinct mentions, one an entity."""
     language = detect_language(text, language)
     sentences = [(s, mentions(s, language)) for s in split_sentences(text, language)]
-    named_inside = {m.text for s, found in sentences for m in found if s[: m.start].strip(" \"'“(")}
+    named_inside = (  # English names seen inside a sentence somewhere in the document
+        {m.text for s, found in sentences for m in found if not _opens_sentence(m, s)} if language == "en" else set()
+    )
     relations = []
     for sentence, found_in in sentences:
         found: list[Mention] = []

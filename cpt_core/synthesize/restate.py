@@ -27,7 +27,6 @@ import re
 
 from cpt_core.synthesize.extract import Mention, Relation
 
-FORMS = ("pair", "qa", "summary", "statement")
 DEFAULT_FORMS = ("pair", "qa", "summary")
 
 STATEMENT_TEMPLATES = {
@@ -142,7 +141,8 @@ def pair_documents(relation: Relation, copies: int, seed: int) -> list[list[str]
     """For each of ``copies`` renderings, a question/answer document per (entity, other mention) pair.
 
     Every entity of the sentence is a cue for every other entity, so each fact is asked from both ends; a
-    date or number is asked from the entity nearest to it (its clause says most about it). Rendering ``c`` uses the template after rendering ``c - 1``'s, starting from a seeded one."""
+    date or number is asked from the entity nearest to it (its clause says most about it). Rendering ``c``
+    uses the template after rendering ``c - 1``'s, starting from a seeded one."""
     templates = QA_TEMPLATES[relation.language]
     pairs = [(cue, answer) for cue in relation.entities for answer in relation.entities if answer is not cue]
     for answer in (m for m in relation.mentions if m.type != "entity"):  # a date or number: from its nearest entity
