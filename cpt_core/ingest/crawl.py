@@ -138,7 +138,7 @@ class CrawlConfig(BaseModel):
         DEFAULT_READERS,
         ge=0,
         description="processes that read fetched pages (links, robots meta, WARC records) while the event "
-        "loop keeps fetching; 0: read them on the event loop; default: one per CPU but the loop's, 1 to 4",
+        "loop keeps fetching; 0: read them on the event loop; default: one per CPU, 1 to 4",
     )
 
     def full_user_agent(self) -> str:
