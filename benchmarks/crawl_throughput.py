@@ -4,7 +4,7 @@ A local threaded HTTP server, in its own process, serves real HTML: the pages of
 (fetched with ``apt-get download`` and unpacked into .cache/, no install), or generated pages when apt is not
 available (the output says which). Each response is held back ``--latency-ms`` to stand for the network
 round trip a real crawl always waits on. The default, 50 ms, is a realistic WAN round trip; 0 measures pure
-CPU cost, where both crawlers are bound by the same per-page work (lxml parse, link normalisation, and for
+CPU cost, where both crawlers are bound by the same per-page work (HTML parse, link normalisation, and for
 ours the WARC record) and the server competes for the same cores, so no concurrent design can be 10x
 faster there: the 10x goal is stated, and met or not, at the realistic latency only.
 
@@ -14,19 +14,18 @@ links with the same ``extract_links`` as ours (so a faster link reader speeds up
 after: on a shared machine the figures move with it. Last line: ``key=value`` figures, ``ratio`` = ours
 with politeness off / reference.
 
-Where the CPU goes (python3.11-doc pages, ~90 KB each, ~330 links; 2 shared cores, politeness off; CPU time
-per page of each process, from ``time.process_time`` and ``/proc``): ours spends ~1.8 ms on the event loop
-(aiohttp ~0.7, the walk with its fetch log and queue ~1, hand-off ~0.1) and ~4.5 ms in its reader process
-(lxml parse ~2.3, reading the links ~0.6 with the link table, WARC records at gzip level 3 ~1, sha256 and
-hand-off ~0.5). Until the reader is up (its forkserver imports this script and the crawler: ~0.6 s idle,
-~1.4 s on a busy machine) pages are read on the event loop, ~60 of the 300 on a busy machine. The local
-server costs ~0.7 ms a page; the reference ~9 ms of CPU plus the 50 ms wait. Before aiohttp, the one-pass
-link reader and gzip level 3 the figures were ~3.5 ms on the loop and ~11.5 ms in the reader.
+Where the CPU goes (python3.11-doc pages, ~90 KB each, ~330 links; politeness off; CPU time per page, from
+``time.process_time``): ours spends ~1.8 ms on the event loop (aiohttp ~0.7, the walk with its fetch log and
+queue ~1, hand-off ~0.1) and ~2.5 ms in a reader process (lexbor parse and reading the links ~1.1, WARC
+records at gzip level 3 ~0.7, sha256 and hand-off ~0.5). The local server costs ~0.7 ms a page; the reference
+~9 ms of CPU plus the 50 ms wait. Until the readers are up (their forkserver imports this script and the
+crawler: ~0.3-0.6 s) pages are read on the event loop.
 
-10x the reference (~150 pages/s) needs ~6.5 ms of wall time per page. Once the walk has fanned out, ours
-does ~190 pages/s on 2 cores loaded by other jobs (pages 100-300 in ~1.05 s); the first ~100 pages take
-~1.8 s of the ~2.9: the walk spreads from one seed a level at a time, 50 ms a level, while the reader
-starts. So over the default 300 pages the ratio is ~7 on a busy machine, and grows with ``--pages``.
+10x the reference (~170 pages/s) needs ~6 ms of wall time per page. The crawl reaches its second level of
+links ~0.25 s in (robots.txt, the seed, then the seed's ~20 links, 50 ms each); from there 2 CPUs shared by
+the loop, two readers and the server read ~300 pages/s. With one reader (one fewer than the CPUs, the
+earlier default) the reader was the limit at ~220 pages/s, and lxml's parse (~1.9 ms with the links) made
+the reader's share ~3.5 ms: the ratio was ~8-9; with two readers and lexbor it is ~13-14 on a quiet machine.
 
     python benchmarks/crawl_throughput.py [--pages 300] [--latency-ms 50]
 """

@@ -1,6 +1,6 @@
 """Reading fetched pages off the crawler's event loop.
 
-Parsing a page (lxml, then resolving and normalising each of its links) and compressing its WARC records cost
+Parsing a page (lexbor, then resolving and normalising each of its links) and compressing its WARC records cost
 more CPU than fetching it, and on the event loop they hold back every request in flight. The crawler hands
 each fetched page to a small pool of worker processes as soon as its body arrives, and commits the result in
 queue order as before: the output does not depend on which worker read which page or when. ``read_page`` is
@@ -13,7 +13,7 @@ once per batch, not once per page, and an idle one sends each page at once. A ba
 its first page's links wait for its last page: batches of at most ``MAX_BATCH`` = 8 pages (~40 ms of
 reading) cost little more in round trips than 32 did and brought a 300-page crawl in ~10% sooner.
 
-The workers are forked from a forkserver that has this module (lxml, courlan, aiohttp) imported already, and
+The workers are forked from a forkserver that has this module (selectolax, courlan, aiohttp) imported already, and
 the pool starts its workers as soon as it is made. Until the first worker answers (the forkserver's imports
 take about a second on a busy machine, longer than the first pages take to arrive) pages are read on the
 event loop, so a crawl never waits for its workers to start; the result is the same either way.
@@ -44,10 +44,11 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-# One reader per CPU, 1 to 4. A page costs its reader about twice the event loop's CPU (python3.11-doc pages:
-# ~3.5 ms against ~1.8 ms), so with one reader fewer than CPUs (the loop keeping a CPU to itself) the reader is
-# the limit: on 2 CPUs it read ~220 pages/s while the loop idled a third of the time, and two readers sharing
-# both CPUs with the loop read a 300-page crawl ~25 % sooner. Past 4 the loop is the limit.
+# One reader per CPU, 1 to 4. A page costs its reader more CPU than it costs the event loop (python3.11-doc
+# pages: ~2.5 ms against ~1.8 ms; ~3.5 ms with lxml's parse), so with one reader fewer than CPUs (the loop
+# keeping a CPU to itself) the reader was the limit: on 2 CPUs it read ~220 pages/s while the loop idled a
+# third of the time; two readers sharing both CPUs with the loop read a 300-page crawl ~25 % sooner. Past 4
+# the loop is the limit.
 DEFAULT_READERS = max(1, min(4, _cpus()))
 
 

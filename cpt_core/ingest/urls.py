@@ -4,7 +4,7 @@ A URL is normalised once, when it is found (fragment dropped, scheme and host lo
 removed, tracking parameters such as ``utm_source`` or ``fbclid`` stripped and the query sorted, through
 courlan), so that the same page reached by two spellings is handled once.
 
-``parse_page`` reads an HTML page once (lxml) for everything the crawler acts on: its ``<a href>`` links, its
+``parse_page`` reads an HTML page once (selectolax's lexbor parser) for everything the crawler acts on: its ``<a href>`` links, its
 ``<link rel="canonical">``, the feeds it announces (``<link rel="alternate" type="application/rss+xml">``)
 and its meta robots directives. XML (sitemaps, feeds) is parsed without entities or network access.
 """
@@ -18,13 +18,12 @@ from functools import lru_cache
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import lxml.etree
-import lxml.html
 from courlan.clean import clean_query
+from selectolax.lexbor import LexborHTMLParser
 
 XML_MAX_BYTES = 50_000_000  # the sitemap protocol's limit for an uncompressed sitemap
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
 RESOLVED_MAX = 200_000  # remembered (folder, href) resolutions; the table is cleared when full
-_HTML_PARSER = lxml.etree.HTMLParser()
 _RESOLVED: dict[tuple[str, str], str | None] = {}
 _MISSING = object()
 _XPATH_SPACE = re.compile("[ \t\r\n]+")  # what XPath's normalize-space() folds
@@ -70,42 +69,41 @@ class PageLinks:
 
 
 def parse_page(body: bytes, url: str) -> PageLinks:
-    """Normalised ``<a href>`` links (document order, no repeats), canonical URL, feeds and meta robots."""
+    """Normalised ``<a href>`` links (document order, no repeats), canonical URL, feeds and meta robots.
+
+    Parsed as a browser does (lexbor, the HTML Standard's tree building and encoding sniffing: a BOM, then a
+    ``<meta charset>`` in the first 1024 bytes, else UTF-8), then read by tag: each kind of element comes
+    back in document order, so the first ``<base href>`` and the first canonical link win wherever they are.
+    """
     try:
-        doc = lxml.etree.fromstring(
-            body, _HTML_PARSER
-        )  # plain elements: lxml.html's classes cost a lookup each
-    except (lxml.etree.ParserError, lxml.etree.XMLSyntaxError, ValueError):
-        return PageLinks()
-    if doc is None:
+        doc = LexborHTMLParser(body, encoding=True)
+    except (ValueError, TypeError, RuntimeError, MemoryError):
         return PageLinks()
     page = PageLinks()
-    base, hrefs, canonical, feeds = url, [], None, []
-    found_base = False
-    # One pass over the elements read (document order), not one XPath walk of the whole tree per kind.
-    for el in doc.iter("a", "base", "link", "meta"):
-        tag = el.tag
-        if tag == "a":
-            href = el.get("href")
-            if href is not None:
-                hrefs.append(href)
-        elif tag == "link":
-            href = el.get("href")
-            if href is None:
-                continue
-            rel = el.get("rel") or ""
-            if canonical is None and "canonical" in _XPATH_SPACE.split(rel):
-                canonical = href
-            if rel == "alternate" and (el.get("type") or "").strip().lower() in FEED_TYPES:
-                feeds.append(href)
-        elif tag == "base":
-            href = el.get("href")
-            if href is not None and not found_base:
-                base, found_base = urljoin(url, href.strip()), True
-        elif (el.get("name") or "").translate(_ROBOTS_CASE) == "robots" and el.get("content") is not None:
-            directives = robots_directives(el.get("content"))
+    base = url
+    for el in doc.tags("base"):
+        href = el.attrs.get("href")
+        if href is not None:
+            base = urljoin(url, href.strip())
+            break
+    canonical, feeds = None, []
+    for el in doc.tags("link"):
+        attrs = el.attributes
+        href = attrs.get("href")
+        if href is None:
+            continue
+        rel = attrs.get("rel") or ""
+        if canonical is None and "canonical" in _XPATH_SPACE.split(rel):
+            canonical = href
+        if rel == "alternate" and (attrs.get("type") or "").strip().lower() in FEED_TYPES:
+            feeds.append(href)
+    for el in doc.tags("meta"):
+        attrs = el.attributes
+        if (attrs.get("name") or "").translate(_ROBOTS_CASE) == "robots" and attrs.get("content") is not None:
+            directives = robots_directives(attrs["content"])
             page.noindex |= "noindex" in directives
             page.nofollow |= "nofollow" in directives
+    hrefs = [h for h in (el.attrs.get("href") for el in doc.tags("a")) if h is not None]
     page.links = _unique(hrefs, base)
     page.canonical = normalise_url(canonical, base) if canonical is not None else None
     page.feeds = _unique(feeds, base)

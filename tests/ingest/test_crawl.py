@@ -392,6 +392,20 @@ def test_page_read_in_one_pass_matches_xpath_reading():
     assert (got.noindex, got.nofollow) == (False, True)
 
 
+def test_page_links_read_in_the_encoding_the_page_declares():
+    """Links are read in the page's declared encoding (BOM, else <meta charset>), else as UTF-8."""
+    from cpt_core.ingest import urls
+
+    url = "http://example.com/d/i.html"
+    euc_kr = '<html><head><meta charset="euc-kr"></head><body><a href="뉴스/한국어.html">뉴스</a>'.encode("euc-kr")
+    assert urls.parse_page(euc_kr, url).links == ["http://example.com/d/뉴스/한국어.html"]
+    utf16 = '\ufeff<a href="문서.html">x</a><a href="b.html">y</a>'.encode("utf-16-le")
+    assert urls.parse_page(utf16, url).links == ["http://example.com/d/문서.html", "http://example.com/d/b.html"]
+    undeclared = '<a href="사전.html">z</a>'.encode()
+    assert urls.parse_page(undeclared, url).links == ["http://example.com/d/사전.html"]
+    assert urls.parse_page(b"", url).links == [] and urls.parse_page(b"\x00\xff", url).links == []
+
+
 def test_crawl_then_extract_decodes_korean(site, first_crawl, tmp_path):
     from cpt_core.ingest.extract import ExtractConfig, run_extract
 
