@@ -67,7 +67,7 @@ def read_page(url: str, res: Response, fetched_at: str, prev_sha256: str | None 
     """
     sha = hashlib.sha256(res.body).hexdigest()
     records = None if sha == prev_sha256 else page_records(url, res, fetched_at)
-    return PageRead(sha, parse_page(res.body, url), records)
+    return PageRead(sha, parse_page(res.body, url, res.content_type), records)
 
 
 def read_pages(batch: list[tuple]) -> list[PageRead]:

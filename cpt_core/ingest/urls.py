@@ -21,6 +21,8 @@ import lxml.etree
 from courlan.clean import clean_query
 from selectolax.lexbor import LexborHTMLParser
 
+from cpt_core.ingest.charset import decode_html
+
 XML_MAX_BYTES = 50_000_000  # the sitemap protocol's limit for an uncompressed sitemap
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json")
 RESOLVED_MAX = 200_000  # remembered (folder, href) resolutions; the table is cleared when full
@@ -68,15 +70,18 @@ class PageLinks:
     nofollow: bool = False
 
 
-def parse_page(body: bytes, url: str) -> PageLinks:
+def parse_page(body: bytes, url: str, content_type: str | None = None) -> PageLinks:
     """Normalised ``<a href>`` links (document order, no repeats), canonical URL, feeds and meta robots.
 
-    Parsed as a browser does (lexbor, the HTML Standard's tree building and encoding sniffing: a BOM, then a
-    ``<meta charset>`` in the first 1024 bytes, else UTF-8), then read by tag: each kind of element comes
-    back in document order, so the first ``<base href>`` and the first canonical link win wherever they are.
+    The bytes are decoded as the extract stage decodes them (``charset.decode_html``: a BOM, valid UTF-8,
+    then the ``content_type`` header's or the ``<meta>`` charset where the bytes bear it out, then
+    detection), so a Korean page served as EUC-KR with no ``<meta>``, or under a wrong label, keeps its
+    Korean links. The tree is built as a browser builds it (lexbor) and read by tag: each kind of element
+    comes back in document order, so the first ``<base href>`` and the first canonical link win wherever
+    they are.
     """
     try:
-        doc = LexborHTMLParser(body, encoding=True)
+        doc = LexborHTMLParser(body if body.isascii() else decode_html(body, content_type)[0])
     except (ValueError, TypeError, RuntimeError, MemoryError):
         return PageLinks()
     page = PageLinks()

@@ -392,13 +392,17 @@ def test_page_read_in_one_pass_matches_xpath_reading():
     assert (got.noindex, got.nofollow) == (False, True)
 
 
-def test_page_links_read_in_the_encoding_the_page_declares():
-    """Links are read in the page's declared encoding (BOM, else <meta charset>), else as UTF-8."""
+def test_page_links_read_in_the_encoding_the_page_is_in():
+    """Links are read in the page's encoding: BOM, valid UTF-8, a header or meta charset the bytes bear out."""
     from cpt_core.ingest import urls
 
     url = "http://example.com/d/i.html"
     euc_kr = '<html><head><meta charset="euc-kr"></head><body><a href="뉴스/한국어.html">뉴스</a>'.encode("euc-kr")
     assert urls.parse_page(euc_kr, url).links == ["http://example.com/d/뉴스/한국어.html"]
+    header_only = '<html><body><p>한국어 기사</p><a href="기사/오늘.html">오늘</a>'.encode("euc-kr")
+    assert urls.parse_page(header_only, url, "text/html; charset=EUC-KR").links == ["http://example.com/d/기사/오늘.html"]
+    lying = '<meta charset="euc-kr"><p>서울의 날씨</p><a href="날씨.html">x</a>'.encode("euc-kr")
+    assert urls.parse_page(lying, url, "text/html; charset=iso-8859-1").links == ["http://example.com/d/날씨.html"]
     utf16 = '\ufeff<a href="문서.html">x</a><a href="b.html">y</a>'.encode("utf-16-le")
     assert urls.parse_page(utf16, url).links == ["http://example.com/d/문서.html", "http://example.com/d/b.html"]
     undeclared = '<a href="사전.html">z</a>'.encode()
