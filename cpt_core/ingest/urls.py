@@ -15,7 +15,7 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import lxml.etree
 from courlan.clean import clean_query
@@ -30,10 +30,19 @@ _RESOLVED: dict[tuple[str, str], str | None] = {}
 _MISSING = object()
 _XPATH_SPACE = re.compile("[ \t\r\n]+")  # what XPath's normalize-space() folds
 _ROBOTS_CASE = str.maketrans("ROBTS", "robts")
+# RFC 3986 path characters (unreserved, sub-delims, ":", "@", "/") and "%": kept as they are
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_ESCAPE = re.compile("%[0-9a-fA-F]{2}")
 
 
 def normalise_url(url: str, base: str | None = None) -> str | None:
-    """Absolute, fragment-free http(s) URL with lower-case scheme/host and no default port; None if unusable."""
+    """Absolute, fragment-free http(s) URL with lower-case scheme/host and no default port; None if unusable.
+
+    The path is a URI path: characters outside RFC 3986's set (non-ASCII letters, spaces) are percent-encoded
+    as UTF-8 and existing escapes upper-cased, so ``/뉴스/기사.html``, ``/%eb%89%b4...`` and
+    ``/%EB%89%B4...`` are one page; reserved characters (``;``, ``+``, ``(``…) are left as they are, since
+    encoding them can change what a server reads.
+    """
     try:
         url = urljoin(base, url.strip()) if base else url.strip()
     except ValueError:  # e.g. a bad IPv6 literal
@@ -56,7 +65,14 @@ def _normalise_absolute(url: str) -> str | None:
     if port is not None and port != {"http": 80, "https": 443}[scheme]:
         netloc += f":{port}"
     query = clean_query(parts.query, strict=False) if parts.query else ""
-    return urlunsplit((scheme, netloc, parts.path or "/", query, ""))
+    return urlunsplit((scheme, netloc, _uri_path(parts.path), query, ""))
+
+
+def _uri_path(path: str) -> str:
+    if not path:
+        return "/"
+    path = quote(path, safe=_PATH_SAFE)
+    return _ESCAPE.sub(lambda m: m.group().upper(), path) if "%" in path else path
 
 
 @dataclass

@@ -394,20 +394,36 @@ def test_page_read_in_one_pass_matches_xpath_reading():
 
 def test_page_links_read_in_the_encoding_the_page_is_in():
     """Links are read in the page's encoding: BOM, valid UTF-8, a header or meta charset the bytes bear out."""
+    from urllib.parse import quote
+
     from cpt_core.ingest import urls
 
     url = "http://example.com/d/i.html"
+
+    def link(path: str) -> str:
+        return "http://example.com/d/" + quote(path)  # a URI: the path's UTF-8 bytes percent-encoded
+
     euc_kr = '<html><head><meta charset="euc-kr"></head><body><a href="뉴스/한국어.html">뉴스</a>'.encode("euc-kr")
-    assert urls.parse_page(euc_kr, url).links == ["http://example.com/d/뉴스/한국어.html"]
+    assert urls.parse_page(euc_kr, url).links == [link("뉴스/한국어.html")]
     header_only = '<html><body><p>한국어 기사</p><a href="기사/오늘.html">오늘</a>'.encode("euc-kr")
-    assert urls.parse_page(header_only, url, "text/html; charset=EUC-KR").links == ["http://example.com/d/기사/오늘.html"]
+    assert urls.parse_page(header_only, url, "text/html; charset=EUC-KR").links == [link("기사/오늘.html")]
     lying = '<meta charset="euc-kr"><p>서울의 날씨</p><a href="날씨.html">x</a>'.encode("euc-kr")
-    assert urls.parse_page(lying, url, "text/html; charset=iso-8859-1").links == ["http://example.com/d/날씨.html"]
+    assert urls.parse_page(lying, url, "text/html; charset=iso-8859-1").links == [link("날씨.html")]
     utf16 = '\ufeff<a href="문서.html">x</a><a href="b.html">y</a>'.encode("utf-16-le")
-    assert urls.parse_page(utf16, url).links == ["http://example.com/d/문서.html", "http://example.com/d/b.html"]
+    assert urls.parse_page(utf16, url).links == [link("문서.html"), link("b.html")]
     undeclared = '<a href="사전.html">z</a>'.encode()
-    assert urls.parse_page(undeclared, url).links == ["http://example.com/d/사전.html"]
+    assert urls.parse_page(undeclared, url).links == [link("사전.html")]
     assert urls.parse_page(b"", url).links == [] and urls.parse_page(b"\x00\xff", url).links == []
+
+
+def test_one_page_under_its_raw_and_percent_encoded_names_is_one_url():
+    """Non-ASCII paths are percent-encoded as UTF-8 and escapes upper-cased; reserved characters are kept."""
+    encoded = "http://example.com/%EB%89%B4%EC%8A%A4/a%20b.html"
+    for spelling in ("http://example.com/뉴스/a b.html", "http://EXAMPLE.com:80/%eb%89%b4%ec%8a%a4/a%20b.html#x"):
+        assert normalise_url(spelling) == encoded
+    assert normalise_url("https://example.com/w/(x);p=1+2,3") == "https://example.com/w/(x);p=1+2,3"
+    assert normalise_url("http://example.com/100%") == "http://example.com/100%"
+    assert normalise_url("http://example.com/a%2fb") == "http://example.com/a%2Fb"
 
 
 def test_crawl_then_extract_decodes_korean(site, first_crawl, tmp_path):
