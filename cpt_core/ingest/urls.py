@@ -1,13 +1,14 @@
 """URLs for the crawler: normalisation, what an HTML page points to, sitemaps and RSS/Atom feeds.
 
-A URL is normalised once, when it is found (fragment dropped, scheme and host lower-cased, default port
-removed, tracking parameters such as ``utm_source`` or ``fbclid`` stripped and the query sorted, through
-courlan), so that the same page reached by two spellings is handled once.
+A URL is normalised once, when it is found, so that the same page reached by two spellings is handled once:
+fragment dropped, scheme and host lower-cased, default port removed, path and query made URIs (non-ASCII
+percent-encoded as UTF-8, escapes upper-cased, existing escapes never decoded), tracking parameters such as
+``utm_source`` or ``fbclid`` stripped (courlan's list) and the query's pairs sorted by name.
 
-``parse_page`` reads an HTML page once (selectolax's lexbor parser) for everything the crawler acts on: its ``<a href>`` links, its
-``<link rel="canonical">``, the feeds it announces (``<link rel="alternate" type="application/rss+xml">``)
-and its meta robots directives. XML (sitemaps, feeds) is parsed without entities or network access.
-"""
+``parse_page`` reads an HTML page once (selectolax's lexbor parser) for everything the crawler acts on: its
+``<a href>`` links, its ``<link rel="canonical">``, the feeds it announces (``<link rel="alternate"
+type="application/rss+xml">``) and its meta robots directives. XML (sitemaps, feeds) is parsed without
+entities or network access."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_plus, urljoin, urlsplit, urlunsplit
 
 import lxml.etree
-from courlan.clean import clean_query
+from courlan.clean import TRACKERS_RE
 from selectolax.lexbor import LexborHTMLParser
 
 from cpt_core.ingest.charset import decode_html
@@ -32,6 +33,7 @@ _XPATH_SPACE = re.compile("[ \t\r\n]+")  # what XPath's normalize-space() folds
 _ROBOTS_CASE = str.maketrans("ROBTS", "robts")
 # RFC 3986 path characters (unreserved, sub-delims, ":", "@", "/") and "%": kept as they are
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"  # and in a query, "?"
 _ESCAPE = re.compile("%[0-9a-fA-F]{2}")
 
 
@@ -64,15 +66,35 @@ def _normalise_absolute(url: str) -> str | None:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != {"http": 80, "https": 443}[scheme]:
         netloc += f":{port}"
-    query = clean_query(parts.query, strict=False) if parts.query else ""
+    query = _clean_query(parts.query) if parts.query else ""
     return urlunsplit((scheme, netloc, _uri_path(parts.path), query, ""))
 
 
+def _escaped(part: str, safe: str) -> str:
+    part = quote(part, safe=safe)
+    return _ESCAPE.sub(lambda m: m.group().upper(), part) if "%" in part else part
+
+
 def _uri_path(path: str) -> str:
-    if not path:
-        return "/"
-    path = quote(path, safe=_PATH_SAFE)
-    return _ESCAPE.sub(lambda m: m.group().upper(), path) if "%" in path else path
+    return _escaped(path, _PATH_SAFE) if path else "/"
+
+
+def _clean_query(query: str) -> str:
+    """``query`` without tracking parameters (courlan's list: ``utm_*``, ``fbclid``…), sorted by name.
+
+    Each ``name=value`` pair is kept as written, only made a URI (as paths are): courlan's own
+    ``clean_query`` decodes and re-encodes the values as UTF-8, which turns an EUC-KR query
+    (``?name=%C7%D1``, common on Korean sites) into replacement characters, and drops pairs without a value.
+    """
+    kept = []
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        name = unquote_plus(pair.split("=", 1)[0], errors="replace")
+        if not TRACKERS_RE.search(name.lower()):
+            kept.append((name, _escaped(pair, _QUERY_SAFE)))
+    kept.sort(key=lambda item: item[0])  # stable: repeated names keep their order
+    return "&".join(pair for _, pair in kept)
 
 
 @dataclass

@@ -426,6 +426,16 @@ def test_one_page_under_its_raw_and_percent_encoded_names_is_one_url():
     assert normalise_url("http://example.com/a%2fb") == "http://example.com/a%2Fb"
 
 
+def test_queries_lose_trackers_and_keep_their_bytes():
+    """Tracking parameters go and pairs are sorted, but values are not re-encoded: an EUC-KR query stays EUC-KR."""
+    board = "http://example.kr/board.php?name=%c7%d1%B1%DB&utm_source=mail&id=7"
+    assert normalise_url(board) == "http://example.kr/board.php?id=7&name=%C7%D1%B1%DB"
+    assert normalise_url("http://e.kr/s?z=1&print&a=&fbclid=9&q=a+b%2Bc") == "http://e.kr/s?a=&print&q=a+b%2Bc&z=1"
+    assert normalise_url("http://e.kr/s?x=2&x=1&utm_medium=x") == "http://e.kr/s?x=2&x=1"
+    assert normalise_url("http://e.kr/s?q=한글") == "http://e.kr/s?q=%ED%95%9C%EA%B8%80"
+    assert normalise_url("http://e.kr/s?utm_campaign=x") == normalise_url("http://e.kr/s") == "http://e.kr/s"
+
+
 def test_crawl_then_extract_decodes_korean(site, first_crawl, tmp_path):
     from cpt_core.ingest.extract import ExtractConfig, run_extract
 
