@@ -114,12 +114,13 @@ def parse_page(body: bytes, url: str, content_type: str | None = None) -> PageLi
     The bytes are decoded as the extract stage decodes them (``charset.decode_html``: a BOM, valid UTF-8,
     then the ``content_type`` header's or the ``<meta>`` charset where the bytes bear it out, then
     detection), so a Korean page served as EUC-KR with no ``<meta>``, or under a wrong label, keeps its
-    Korean links. The tree is built as a browser builds it (lexbor) and read by tag: each kind of element
+    Korean links; on such a page, a query is encoded in the page's encoding, as browsers do. The tree is built as a browser builds it (lexbor) and read by tag: each kind of element
     comes back in document order, so the first ``<base href>`` and the first canonical link win wherever
     they are.
     """
+    text, codec = (body, "ascii") if body.isascii() else decode_html(body, content_type)
     try:
-        doc = LexborHTMLParser(body if body.isascii() else decode_html(body, content_type)[0])
+        doc = LexborHTMLParser(text)
     except (ValueError, TypeError, RuntimeError, MemoryError):
         return PageLinks()
     page = PageLinks()
@@ -147,10 +148,33 @@ def parse_page(body: bytes, url: str, content_type: str | None = None) -> PageLi
             page.noindex |= "noindex" in directives
             page.nofollow |= "nofollow" in directives
     hrefs = [h for h in (el.attrs.get("href") for el in doc.tags("a")) if h is not None]
+    if not codec.startswith(("utf", "ascii")):  # a legacy encoding: queries are encoded in it
+        hrefs, feeds = _queries_in(hrefs, codec), _queries_in(feeds, codec)
+        canonical = _queries_in([canonical], codec)[0] if canonical is not None else None
     page.links = _unique(hrefs, base)
     page.canonical = normalise_url(canonical, base) if canonical is not None else None
     page.feeds = _unique(feeds, base)
     return page
+
+
+def _queries_in(hrefs: list[str], codec: str) -> list[str]:
+    """``hrefs`` with the non-ASCII characters of their queries percent-encoded in ``codec``.
+
+    As a browser does for a page in a legacy encoding (the URL Standard): on an EUC-KR page,
+    ``?name=한글`` asks for ``?name=%C7%D1%B1%DB``. A query ``codec`` cannot encode is left to be encoded as
+    UTF-8, like the path.
+    """
+    out = []
+    for href in hrefs:
+        head, mark, query = href.partition("?")
+        if mark and not query.isascii():
+            query, hash_mark, fragment = query.partition("#")
+            try:
+                href = f"{head}?{quote(query, safe=_QUERY_SAFE, encoding=codec)}{hash_mark}{fragment}"
+            except (UnicodeError, LookupError):
+                pass
+        out.append(href)
+    return out
 
 
 def robots_directives(value: str, agent: str = "cptflow") -> set[str]:

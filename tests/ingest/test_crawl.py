@@ -409,6 +409,11 @@ def test_page_links_read_in_the_encoding_the_page_is_in():
     assert urls.parse_page(header_only, url, "text/html; charset=EUC-KR").links == [link("기사/오늘.html")]
     lying = '<meta charset="euc-kr"><p>서울의 날씨</p><a href="날씨.html">x</a>'.encode("euc-kr")
     assert urls.parse_page(lying, url, "text/html; charset=iso-8859-1").links == [link("날씨.html")]
+    # As browsers do: the path is UTF-8, the query is in the page's own encoding.
+    board = '<meta charset="euc-kr"><p>게시판</p><a href="글/목록.php?name=한글#c">x</a>'
+    euc_kr_query = link("글/목록.php") + "?name=%C7%D1%B1%DB"
+    assert urls.parse_page(board.encode("euc-kr"), url).links == [euc_kr_query]
+    assert urls.parse_page(board.encode(), url).links == [link("글/목록.php") + "?name=%ED%95%9C%EA%B8%80"]
     utf16 = '\ufeff<a href="문서.html">x</a><a href="b.html">y</a>'.encode("utf-16-le")
     assert urls.parse_page(utf16, url).links == [link("문서.html"), link("b.html")]
     undeclared = '<a href="사전.html">z</a>'.encode()
