@@ -7,7 +7,8 @@ the machine still carries plenty of real English prose:
 - ``package-readmes``: the long descriptions (PyPI READMEs) of every installed distribution, taken from
   ``importlib.metadata``; markdown/reStructuredText noise (code blocks, badges, tables, link-only lines,
   directives, heading underlines) is removed lightly and documents shorter than 500 characters after
-  cleaning are skipped. Sorted by distribution name, so the result only changes when the environment does.
+  cleaning are skipped. Sorted by distribution name, so the result only changes when the environment does;
+  this project's own distribution is left out (its README changes with the product, and is not general text).
 - ``stdlib-docstrings``: docstrings of a fixed list of standard-library modules and of their public
   classes, methods and functions (``inspect.getdoc``), one document per module; doctest lines are dropped.
 - a path: a ``.txt`` file (documents separated by blank lines), a ``.jsonl``/``.jsonl.gz`` file (a ``text``
@@ -98,13 +99,18 @@ def _cap(docs: list[str], max_chars: int) -> list[str]:
 # Installed packages' READMEs
 
 
+def _dist_key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
 def _package_readmes() -> list[str]:
+    # This project's own README is not general text, and editing it must not change what a run replays.
+    own = {_dist_key(n) for n in importlib.metadata.packages_distributions().get(__name__.split(".")[0], [])}
     by_name: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         meta = dist.metadata
-        name = (meta.get("Name") or "").strip()
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        if not key or key in by_name:  # the same project installed twice: keep the first seen
+        key = _dist_key(meta.get("Name") or "")
+        if not key or key in by_name or key in own:  # the same project installed twice: keep the first seen
             continue
         body = meta.get_payload() if hasattr(meta, "get_payload") else None
         text = body if isinstance(body, str) and body.strip() else (meta.get("Description") or "")

@@ -32,6 +32,15 @@ def test_readmes_are_cleaned_and_long():
     assert not any(url_only.match(line) for line in text.splitlines())
 
 
+def test_readmes_leave_out_this_projects_own_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    ours = {p.strip() for p in readme.split("\n\n") if len(p.strip()) > 80 and not p.lstrip().startswith(("|", "`"))}
+    docs = general_texts(GeneralTextConfig(source="package-readmes", max_chars=2_000_000))
+    assert ours and not ours & {p.strip() for d in docs for p in d.split("\n\n")}
+
+
 def test_the_two_builtin_sources_do_not_overlap():
     readmes = general_texts(GeneralTextConfig(source="package-readmes", max_chars=100_000))
     docstrings = general_texts(GeneralTextConfig(source="stdlib-docstrings", max_chars=100_000))
