@@ -25,7 +25,8 @@ crawler: ~0.3-0.6 s) pages are read on the event loop.
 links ~0.25 s in (robots.txt, the seed, then the seed's ~20 links, 50 ms each); from there 2 CPUs shared by
 the loop, two readers and the server read ~300 pages/s. With one reader (one fewer than the CPUs, the
 earlier default) the reader was the limit at ~220 pages/s, and lxml's parse (~1.9 ms with the links) made
-the reader's share ~3.5 ms: the ratio was ~8-9; with two readers and lexbor it is ~12-14 on a quiet machine (~16 over 1000 pages).
+the reader's share ~3.5 ms: the ratio was ~8-9; with two readers and lexbor it is ~12-14 on a quiet
+machine (~16 over 1000 pages).
 
     python benchmarks/crawl_throughput.py [--pages 300] [--latency-ms 50]
 """

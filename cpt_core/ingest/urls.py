@@ -114,9 +114,9 @@ def parse_page(body: bytes, url: str, content_type: str | None = None) -> PageLi
     The bytes are decoded as the extract stage decodes them (``charset.decode_html``: a BOM, valid UTF-8,
     then the ``content_type`` header's or the ``<meta>`` charset where the bytes bear it out, then
     detection), so a Korean page served as EUC-KR with no ``<meta>``, or under a wrong label, keeps its
-    Korean links; on such a page, a query is encoded in the page's encoding, as browsers do. The tree is built as a browser builds it (lexbor) and read by tag: each kind of element
-    comes back in document order, so the first ``<base href>`` and the first canonical link win wherever
-    they are.
+    Korean links; on a page in such a legacy encoding, a link's query is encoded in it, as browsers do.
+    The tree is built as a browser builds it (lexbor) and read by tag: each kind of element comes back in
+    document order, so the first ``<base href>`` and the first canonical link win wherever they are.
     """
     text, codec = (body, "ascii") if body.isascii() else decode_html(body, content_type)
     try:

@@ -403,7 +403,7 @@ def test_page_links_read_in_the_encoding_the_page_is_in():
     def link(path: str) -> str:
         return "http://example.com/d/" + quote(path)  # a URI: the path's UTF-8 bytes percent-encoded
 
-    euc_kr = '<html><head><meta charset="euc-kr"></head><body><a href="뉴스/한국어.html">뉴스</a>'.encode("euc-kr")
+    euc_kr = '<head><meta charset="euc-kr"></head><body><a href="뉴스/한국어.html">뉴스</a>'.encode("euc-kr")
     assert urls.parse_page(euc_kr, url).links == [link("뉴스/한국어.html")]
     header_only = '<html><body><p>한국어 기사</p><a href="기사/오늘.html">오늘</a>'.encode("euc-kr")
     assert urls.parse_page(header_only, url, "text/html; charset=EUC-KR").links == [link("기사/오늘.html")]
