@@ -50,9 +50,7 @@ def _edit(site, count: int) -> list[str]:
 def _refresh(cfg, site, port: int, root: Path, run_id: str, earlier: list[str]) -> dict:
     demo = cfg.ingest.demo
     with serve(site, "127.0.0.1", port, demo.site.slow_delay_s) as base_url:
-        crawl_cfg = demo.crawl.model_copy(
-            update={"seed_urls": [base_url], "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}
-        )
+        crawl_cfg = demo.served_crawl(base_url)  # as the flow crawls it
         started = time.perf_counter()
         run = root / "runs" / run_id
         crawl = crawl_with_state(crawl_cfg, run / "crawl", root / "state", run_id, earlier_runs=earlier)

@@ -32,11 +32,7 @@ def demo_sources(config: RunConfig, layout: RunLayout) -> Iterator[RunConfig]:
     kg_path = layout.sources / "knowledge_graph.jsonl"
     site.write_knowledge_graph(kg_path)
     with serve(site, "127.0.0.1", demo.site.port, demo.site.slow_delay_s) as base_url:
-        # The demo server is ours, on loopback: allowed past the private-address guard, no politeness delay.
-        crawl = demo.crawl.model_copy(
-            update={"seed_urls": [base_url], "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}
-        )
-        served = WebSource(name=demo.name, crawl=crawl)
+        served = WebSource(name=demo.name, crawl=demo.served_crawl(base_url))
         sources = [served if isinstance(s, DemoSource) else s for s in config.ingest.sources]
         ingest = config.ingest.model_copy(update={"sources": sources})
         update = {"ingest": ingest, **({"knowledge_graph": str(kg_path)} if demo.knowledge_graph else {})}

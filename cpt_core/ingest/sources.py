@@ -70,6 +70,13 @@ class DemoSource(_Source):
             raise ValueError("a demo source's seed is the served site: leave crawl.seed_urls and sitemaps empty")
         return crawl
 
+    def served_crawl(self, base_url: str) -> CrawlConfig:
+        """The crawl of the site served at ``base_url``: ours, on loopback, so allowed past the private-address
+        guard and crawled with no politeness delay."""
+        return self.crawl.model_copy(
+            update={"seed_urls": [base_url], "allow_private_hosts": ["127.0.0.1"], "delay_s": 0.0}
+        )
+
 
 class _StorageSource(_Source):
     """A source read through fsspec, possibly private."""
