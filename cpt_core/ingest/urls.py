@@ -149,32 +149,29 @@ def parse_page(body: bytes, url: str, content_type: str | None = None) -> PageLi
             page.nofollow |= "nofollow" in directives
     hrefs = [h for h in (el.attrs.get("href") for el in doc.tags("a")) if h is not None]
     if not codec.startswith(("utf", "ascii")):  # a legacy encoding: queries are encoded in it
-        hrefs, feeds = _queries_in(hrefs, codec), _queries_in(feeds, codec)
-        canonical = _queries_in([canonical], codec)[0] if canonical is not None else None
+        hrefs, feeds = [_query_in(h, codec) for h in hrefs], [_query_in(h, codec) for h in feeds]
+        canonical = _query_in(canonical, codec) if canonical is not None else None
     page.links = _unique(hrefs, base)
     page.canonical = normalise_url(canonical, base) if canonical is not None else None
     page.feeds = _unique(feeds, base)
     return page
 
 
-def _queries_in(hrefs: list[str], codec: str) -> list[str]:
-    """``hrefs`` with the non-ASCII characters of their queries percent-encoded in ``codec``.
+def _query_in(href: str, codec: str) -> str:
+    """``href`` with the non-ASCII characters of its query percent-encoded in ``codec``.
 
     As a browser does for a page in a legacy encoding (the URL Standard): on an EUC-KR page,
     ``?name=한글`` asks for ``?name=%C7%D1%B1%DB``. A query ``codec`` cannot encode is left to be encoded as
     UTF-8, like the path.
     """
-    out = []
-    for href in hrefs:
-        head, mark, query = href.partition("?")
-        if mark and not query.isascii():
-            query, hash_mark, fragment = query.partition("#")
-            try:
-                href = f"{head}?{quote(query, safe=_QUERY_SAFE, encoding=codec)}{hash_mark}{fragment}"
-            except (UnicodeError, LookupError):
-                pass
-        out.append(href)
-    return out
+    head, mark, query = href.partition("?")
+    if not mark or query.isascii():
+        return href
+    query, hash_mark, fragment = query.partition("#")
+    try:
+        return f"{head}?{quote(query, safe=_QUERY_SAFE, encoding=codec)}{hash_mark}{fragment}"
+    except (UnicodeError, LookupError):
+        return href
 
 
 def robots_directives(value: str, agent: str = "cptflow") -> set[str]:
